@@ -1,0 +1,179 @@
+"""One structlog configuration for every process (API, worker, beat, CLI).
+
+Every line is one JSON object on stdout. Library records (uvicorn, httpx, celery, SQLAlchemy) go
+through the same processors via :class:`structlog.stdlib.ProcessorFormatter`, so they are JSON too
+and pass the same redaction. Redaction runs last before rendering: nothing that reaches a line —
+event fields, messages, exception tracebacks — keeps a token, secret, authorization header or key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor
+
+REDACTED = "[REDACTED]"
+
+# Field names whose values are secrets wherever they appear (compared lower-case, no separators).
+_SECRET_KEYS = frozenset(
+    {
+        "accesstoken",
+        "refreshtoken",
+        "token",
+        "idtoken",
+        "clientsecret",
+        "secret",
+        "secretkey",
+        "password",
+        "apikey",
+        "authorization",
+        "encryptionkey",
+        "encryptionoldkeys",
+        "oauthtoken",
+        "oauthtokensecret",
+        "privatekey",
+        "code",
+        "assertion",
+        "clientassertion",
+        "cookie",
+        "setcookie",
+    }
+)
+
+# Secrets embedded in free text: "access_token=...", '"refresh_token": "..."', "Bearer ...".
+_INLINE_PATTERNS = (
+    re.compile(
+        r"(?i)(\b(?:access|refresh|id)[_-]?token|client[_-]?secret|api[_-]?key|apikey|password"
+        r"|secret[_-]?key|encryption[_-]?key|oauth[_-]?token(?:[_-]?secret)?|\btoken)"
+        r"""(["']?\s*[:=]\s*\\?["']?)([^"'&\s,;}\]\\]+)"""
+    ),
+    re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9\-._~+/]+=*)"),
+)
+
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub this exact value from every log line (for process-wide keys such as the API key)."""
+    if value and len(value) >= 8:  # shorter values would redact ordinary words
+        with _registered_lock:
+            _registered.add(value)
+
+
+def _normalise(key: str) -> str:
+    return re.sub(r"[^a-z]", "", key.lower())
+
+
+def scrub_text(text: str) -> str:
+    """Redact secrets inside a string (inline ``key=value`` forms, auth schemes, known keys)."""
+    for pattern in _INLINE_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    for secret in _registered:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_value(value: Any, key: str | None = None) -> Any:
+    """Redact a value recursively: secret-named keys are replaced, strings are scrubbed."""
+    if key is not None and _normalise(key) in _SECRET_KEYS and value not in (None, "", {}, []):
+        if isinstance(value, dict | list):
+            return redact_value(value)
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def redact_processor(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every field of the event, including tracebacks."""
+    for key in list(event_dict):
+        event_dict[key] = redact_value(event_dict[key], key if key != "event" else None)
+    return event_dict
+
+
+def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    # uvicorn duplicates its message with ANSI colours under this key.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def shared_processors() -> list[Processor]:
+    """Processors applied to both structlog events and stdlib records."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_color_message,
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+
+
+def _orjson_dumps(obj: MutableMapping[str, Any], **_kw: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def configure_logging(
+    level: str = "INFO",
+    fmt: str = "json",
+    *,
+    stream: Any = None,
+    secrets: Iterable[str | None] = (),
+) -> None:
+    """Configure structlog and the stdlib root logger; safe to call more than once."""
+    for secret in secrets:
+        register_secret(secret)
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    # httpx logs every request URL at INFO; token URLs can carry templated values, so keep it
+    # at WARNING (our own token.refresh event records the attempt instead).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # uvicorn's access log is replaced by our own api.request event.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named after the module (stdlib-backed)."""
+    return structlog.stdlib.get_logger(name)

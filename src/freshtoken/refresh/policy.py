@@ -1,0 +1,109 @@
+"""Pure refresh policy: when a token is due, how failures are counted. No I/O here.
+
+Margins, in one place:
+- **read margin** (refresh-on-read): a read refreshes when the token expires within
+  ``min(read_margin_seconds, read_margin_lifetime_fraction * lifetime)`` — 15 minutes for normal
+  tokens, a quarter of the lifetime for short-lived ones — unless the provider sets
+  ``token_expiration_buffer``, which wins (Nango's rule).
+- **refresh lead** (proactive scan): ``min(refresh_lead_seconds, lifetime / 2)`` by default, and
+  always larger than the read margin so the scheduler refreshes before any read has to; a provider's
+  ``refresh_lead_seconds`` narrows it (Exact Online only accepts the last 30 s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from freshtoken.providers.catalog import ProviderSpec
+from freshtoken.settings import Settings
+from freshtoken.store.models import Connection
+
+# RFC 6749 §5.2 token-endpoint errors that no retry can fix.
+PERMANENT_ERROR_CODES = frozenset(
+    {
+        "invalid_grant",
+        "invalid_client",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
+
+REFRESHABLE_TYPES = frozenset({"OAUTH2", "OAUTH2_CC"})
+
+
+def is_refreshable(conn: Connection) -> bool:
+    """True when freshtoken can mint new credentials for this connection without the user."""
+    if conn.credentials_type == "OAUTH2_CC":
+        return True
+    return conn.credentials_type == "OAUTH2" and conn.has_refresh_token
+
+
+def token_lifetime(conn: Connection) -> float | None:
+    """Seconds between the last issue (import or refresh) and expiry, when both are known."""
+    if conn.expires_at is None or conn.last_refresh_success is None:
+        return None
+    lifetime = (conn.expires_at - conn.last_refresh_success).total_seconds()
+    return lifetime if lifetime > 0 else None
+
+
+def read_margin(conn: Connection, spec: ProviderSpec | None, settings: Settings) -> float:
+    """Seconds before expiry at which a read refreshes synchronously."""
+    if spec is not None and spec.token_expiration_buffer is not None:
+        return float(spec.token_expiration_buffer)
+    margin = float(settings.read_margin_seconds)
+    lifetime = token_lifetime(conn)
+    if lifetime is not None:
+        margin = min(margin, lifetime * settings.read_margin_lifetime_fraction)
+    return margin
+
+
+def refresh_lead(conn: Connection, spec: ProviderSpec | None, settings: Settings) -> float:
+    """Seconds before expiry at which the proactive scan refreshes."""
+    if spec is not None and spec.refresh_lead_seconds is not None:
+        return float(spec.refresh_lead_seconds)
+    lead = float(settings.refresh_lead_seconds)
+    lifetime = token_lifetime(conn)
+    if lifetime is not None:
+        lead = min(lead, lifetime / 2)
+    # Proactive refresh must win the race against refresh-on-read.
+    return max(lead, read_margin(conn, spec, settings) * 1.5)
+
+
+def needs_refresh(conn: Connection, now: dt.datetime, margin: float) -> bool:
+    """True when a refreshable connection's token is expired, within ``margin``, or has no expiry.
+
+    A refreshable connection without an expiry is due: Nango never refreshes those and their
+    refresh tokens die silently (nango#6775); freshtoken refreshes them to learn the expiry.
+    """
+    if not is_refreshable(conn):
+        return False
+    if conn.expires_at is None:
+        return True
+    return (conn.expires_at - now).total_seconds() < margin
+
+
+def is_expired(conn: Connection, now: dt.datetime) -> bool:
+    """True when the stored token's expiry has passed (unknown expiry counts as not expired)."""
+    return conn.expires_at is not None and conn.expires_at <= now
+
+
+def in_cooldown(conn: Connection, now: dt.datetime, settings: Settings) -> bool:
+    """True within the cooldown after a failed refresh (non-forced callers must not retry yet)."""
+    if conn.last_refresh_failure is None:
+        return False
+    elapsed = (now - conn.last_refresh_failure).total_seconds()
+    return 0 <= elapsed < settings.refresh_failure_cooldown_seconds
+
+
+def failure_attempts(conn: Connection, now: dt.datetime) -> int:
+    """The failure counter after one more failure, counting at most one per UTC day.
+
+    A provider outage that makes every attempt fail for an afternoon costs one day, not hundreds
+    of attempts, so it cannot exhaust a connection by itself (nango PR #3736).
+    """
+    previous = conn.refresh_attempts or 0
+    last = conn.last_refresh_failure
+    if previous == 0 or last is None:
+        return max(previous, 1)
+    return previous + 1 if last.date() < now.date() else previous

@@ -1,0 +1,484 @@
+"""The refresh service: the one domain operation that turns an ageing token into a fresh one.
+
+Every entry point calls :meth:`RefreshService.refresh`: the read API (``on_read``/``forced``), the
+refresh endpoint and CLI (``manual``), and the Celery tasks (``scheduled``/``keepalive``). Each
+call that reaches the lock emits exactly one ``token.refresh`` event (schema in ``ops/README.md``).
+
+The sequence, and why:
+1. Callers in this process share one in-flight call per connection (:class:`SingleFlight`).
+2. Take the connection's distributed lock (TTL > HTTP timeouts). On timeout, re-read: serve the
+   token another holder stored if it is fresh; never refresh without the lock.
+3. Under the lock, re-read the row: if someone refreshed meanwhile, return without calling the
+   provider (``skipped_fresh``). A rotating refresh token is therefore never spent twice.
+4. Call the provider, then write with compare-and-set on ``version`` in the same transaction as
+   the bookkeeping. A holder that stalled past its TTL loses the CAS (``fenced``) and the newer
+   token stays.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from freshtoken.clock import Clock
+from freshtoken.crypto import Cipher
+from freshtoken.db.engine import session_scope
+from freshtoken.logs import get_logger
+from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
+from freshtoken.refresh import policy
+from freshtoken.refresh.grants import (
+    PERMANENT,
+    TRANSIENT,
+    GrantError,
+    GrantRequest,
+    client_credentials,
+    refresh_oauth2,
+)
+from freshtoken.refresh.locks import (
+    LocalLocks,
+    LockProvider,
+    LockUnavailableError,
+    RedisLocks,
+    SingleFlight,
+)
+from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.settings import Settings
+from freshtoken.store.models import Connection
+from freshtoken.store.repository import ConnectionStore, RefreshWrite
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from freshtoken.runtime import Runtime
+
+log = get_logger("freshtoken.refresh")
+
+TRIGGERS = ("scheduled", "on_read", "forced", "keepalive", "manual")
+OUTCOMES = ("success", "failed", "skipped_fresh", "lock_timeout", "fenced")
+
+MSG_EXTERNAL = (
+    "The external API returned an error when trying to refresh the access token. "
+    "Please try again later."
+)
+MSG_EXHAUSTED = "The refresh limit has been reached for this connection."
+MSG_BACKOFF = "A recent refresh attempt failed. Backing off before retrying."
+MSG_REAUTH = "The connection's authorization was rejected by the provider and must be renewed."
+MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
+
+
+@dataclass
+class RefreshResult:
+    """The outcome of one refresh call."""
+
+    outcome: str
+    connection: Connection | None
+    credentials: dict[str, Any]
+    log_id: str
+    error: GrantError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the returned credentials are usable (refreshed or already fresh)."""
+        return self.outcome in ("success", "skipped_fresh") or (
+            self.outcome in ("fenced", "lock_timeout") and self.connection is not None
+        )
+
+
+@dataclass
+class _Attempt:
+    """Fields of the one ``token.refresh`` line, filled in as the attempt proceeds."""
+
+    connection_pk: int
+    trigger: str
+    attempt: int
+    log_id: str
+    started: float
+    connection_id: str | None = None
+    provider_config_key: str | None = None
+    provider: str | None = None
+    outcome: str = "failed"
+    error_code: str | None = None
+    error_class: str | None = None
+    http_status: int | None = None
+    lock_wait_ms: float | None = None
+    seconds_to_expiry: float | None = None
+    new_expires_at: str | None = None
+    rotated_refresh_token: bool | None = None
+
+
+class RefreshService:
+    """Refreshes connections. Collaborators are injected; nothing here reads globals."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        cipher: Cipher,
+        catalog: ProviderCatalog,
+        clock: Clock,
+        http: httpx.Client,
+        locks: LockProvider,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.cipher = cipher
+        self.catalog = catalog
+        self.clock = clock
+        self.http = http
+        self.locks = locks
+        self._flight: SingleFlight[RefreshResult] = SingleFlight()
+        # Test hook: called after the provider answered and before the write (simulates a stall).
+        self.before_write: Any = None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def refresh(
+        self,
+        connection_pk: int,
+        *,
+        trigger: str,
+        force: bool = False,
+        seen_version: int | None = None,
+        attempt: int = 1,
+    ) -> RefreshResult:
+        """Refresh one connection if it needs it (or always, with ``force``).
+
+        ``seen_version`` is the row version the caller decided on; if the row has moved past it
+        under the lock, someone else refreshed and a forced call is satisfied without the provider.
+        """
+        key = ("refresh", connection_pk)
+        result, _shared = self._flight.do(
+            key, lambda: self._refresh_locked(connection_pk, trigger, force, seen_version, attempt)
+        )
+        return result
+
+    def refresh_for_read(
+        self, conn: Connection, credentials: dict[str, Any], *, force: bool
+    ) -> tuple[Connection, dict[str, Any]]:
+        """The read API's seam: serve fresh credentials or raise :class:`RefreshDenied`."""
+        now = self.clock.now()
+        spec = self.catalog.get(conn.provider)
+        if not policy.is_refreshable(conn):
+            return conn, credentials
+        due = policy.needs_refresh(conn, now, policy.read_margin(conn, spec, self.settings))
+        if not force and not due:
+            return conn, credentials
+        if not force:
+            if conn.refresh_exhausted or conn.needs_reauth:
+                raise RefreshDenied(
+                    http_status=424,
+                    reason="exhausted" if conn.refresh_exhausted else "needs_reauth",
+                    message=MSG_EXHAUSTED if conn.refresh_exhausted else MSG_REAUTH,
+                    connection=conn,
+                    log_id=conn.auth_error_log_id,
+                )
+            if policy.in_cooldown(conn, now, self.settings):
+                if not policy.is_expired(conn, now):
+                    return conn, credentials  # still valid: serve it, retry after the cooldown
+                raise RefreshDenied(
+                    http_status=424,
+                    reason="cooldown",
+                    message=MSG_BACKOFF,
+                    connection=conn,
+                    log_id=conn.auth_error_log_id,
+                )
+        result = self.refresh(
+            conn.id,
+            trigger="forced" if force else "on_read",
+            force=force,
+            seen_version=conn.version,
+        )
+        if result.ok and result.connection is not None:
+            return result.connection, result.credentials
+        latest = result.connection or conn
+        if (
+            result.error is not None
+            and result.error.error_class == TRANSIENT
+            and not policy.is_expired(latest, self.clock.now())
+            and latest.credentials_enc is not None
+        ):
+            # A provider hiccup must not take down a caller whose token still works.
+            return latest, result.credentials or credentials
+        if result.outcome == "lock_timeout":
+            raise RefreshDenied(
+                http_status=424,
+                reason="lock_timeout",
+                message=MSG_LOCK,
+                connection=latest,
+                log_id=result.log_id,
+            )
+        raise RefreshDenied(
+            http_status=400,
+            reason="provider_rejected" if result.error and result.error.permanent else "failed",
+            message=MSG_EXTERNAL,
+            connection=latest,
+            log_id=result.log_id,
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _refresh_locked(
+        self,
+        pk: int,
+        trigger: str,
+        force: bool,
+        seen_version: int | None,
+        attempt_no: int,
+    ) -> RefreshResult:
+        attempt = _Attempt(
+            connection_pk=pk,
+            trigger=trigger,
+            attempt=attempt_no,
+            log_id=uuid.uuid4().hex[:20],
+            started=self.clock.monotonic(),
+        )
+        try:
+            return self._run(attempt, force, seen_version)
+        except LockUnavailableError as exc:
+            attempt.outcome = "failed"
+            attempt.error_class = TRANSIENT
+            attempt.error_code = "lock_unavailable"
+            error = GrantError(TRANSIENT, "lock_unavailable")
+            log.warning("refresh.lock.unavailable", connection_pk=pk, error=str(exc))
+            conn, creds = self._read(pk)
+            return RefreshResult("failed", conn, creds, attempt.log_id, error)
+        except Exception:
+            attempt.outcome = "failed"
+            attempt.error_class = attempt.error_class or TRANSIENT
+            attempt.error_code = attempt.error_code or "internal_error"
+            log.exception("token.refresh.error", connection_pk=pk, log_id=attempt.log_id)
+            raise
+        finally:
+            self._emit(attempt)
+
+    def _run(self, attempt: _Attempt, force: bool, seen_version: int | None) -> RefreshResult:
+        pk = attempt.connection_pk
+        settings = self.settings
+        wait_started = self.clock.monotonic()
+        lease = self.locks.acquire(
+            f"refresh:{pk}", settings.lock_ttl_seconds, settings.lock_wait_seconds
+        )
+        attempt.lock_wait_ms = round((self.clock.monotonic() - wait_started) * 1000, 1)
+        conn, creds = self._read(pk)
+        if conn is not None:
+            self._describe(attempt, conn)
+        if lease is None:
+            # Timed out waiting: serve what the holder stored if it is fresh; never refresh
+            # without the lock (that is how a rotating refresh token gets spent twice).
+            attempt.outcome = "lock_timeout"
+            attempt.error_code = "lock_timeout"
+            attempt.error_class = TRANSIENT
+            fresh = conn is not None and not self._due(conn)
+            return RefreshResult(
+                "lock_timeout",
+                conn if fresh else None,
+                creds if fresh else {},
+                attempt.log_id,
+                None if fresh else GrantError(TRANSIENT, "lock_timeout"),
+            )
+        try:
+            if conn is None:
+                attempt.outcome = "failed"
+                attempt.error_code = "unknown_connection"
+                attempt.error_class = PERMANENT
+                return RefreshResult("failed", None, {}, attempt.log_id, None)
+            moved = seen_version is not None and conn.version != seen_version
+            if (not force or moved) and not self._due(conn):
+                attempt.outcome = "skipped_fresh"
+                return RefreshResult("skipped_fresh", conn, creds, attempt.log_id)
+            return self._call_provider(attempt, conn, creds)
+        finally:
+            if not lease.release():
+                log.warning(
+                    "refresh.lock.expired",
+                    connection_pk=pk,
+                    log_id=attempt.log_id,
+                    lock_ttl_seconds=settings.lock_ttl_seconds,
+                )
+
+    def _call_provider(
+        self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
+    ) -> RefreshResult:
+        spec = self.catalog.get(conn.provider)
+        sent_at = self.clock.now()
+        try:
+            if spec is None:
+                raise GrantError(PERMANENT, "unknown_provider")
+            request = self._grant_request(conn, creds, spec)
+            lifetime = float(
+                spec.default_token_lifetime_seconds or self.settings.default_token_lifetime_seconds
+            )
+            if conn.credentials_type == "OAUTH2_CC":
+                new_creds = client_credentials(
+                    self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
+                )
+                rotated = False
+            else:
+                new_creds, rotated = refresh_oauth2(
+                    self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
+                )
+        except GrantError as error:
+            return self._record_failure(attempt, conn, creds, error)
+        attempt.rotated_refresh_token = rotated
+        attempt.new_expires_at = new_creds.get("expires_at")
+        if self.before_write is not None:
+            self.before_write(conn.id)
+        with session_scope(self.session_factory) as session:
+            store = ConnectionStore(session, self.cipher, self.clock)
+            written = store.cas_write_refresh(
+                conn.id, conn.version, RefreshWrite(new_creds, self.clock.now())
+            )
+        if not written:
+            # Someone wrote a newer token while this holder was stalled: theirs stays.
+            attempt.outcome = "fenced"
+            attempt.error_code = "version_conflict"
+            latest, latest_creds = self._read(conn.id)
+            return RefreshResult("fenced", latest, latest_creds, attempt.log_id)
+        attempt.outcome = "success"
+        latest, latest_creds = self._read(conn.id)
+        return RefreshResult("success", latest, latest_creds, attempt.log_id)
+
+    def _record_failure(
+        self, attempt: _Attempt, conn: Connection, creds: dict[str, Any], error: GrantError
+    ) -> RefreshResult:
+        attempt.outcome = "failed"
+        attempt.error_code = error.error_code
+        attempt.error_class = error.error_class
+        attempt.http_status = error.http_status
+        now = self.clock.now()
+        with session_scope(self.session_factory) as session:
+            store = ConnectionStore(session, self.cipher, self.clock)
+            current = store.get_connection_by_pk(conn.id)
+            if current is None or current.version != conn.version:
+                # The row changed under us (an import or a fenced-out peer): the failure describes
+                # credentials that are no longer stored, so it must not mark the connection.
+                attempt.outcome = "fenced"
+                return RefreshResult(
+                    "fenced",
+                    current,
+                    store.credentials(current) if current else {},
+                    attempt.log_id,
+                    error,
+                )
+            attempts = policy.failure_attempts(current, now)
+            exhausted = attempts >= self.settings.refresh_max_failure_days
+            store.write_failure(
+                conn.id,
+                failed_at=now,
+                attempts=attempts,
+                exhausted=exhausted,
+                needs_reauth=error.permanent or (current.needs_reauth and False),
+                error_code=error.error_code,
+                log_id=attempt.log_id,
+            )
+        latest, _ = self._read(conn.id)
+        return RefreshResult("failed", latest, creds, attempt.log_id, error)
+
+    def _grant_request(
+        self, conn: Connection, creds: dict[str, Any], spec: ProviderSpec
+    ) -> GrantRequest:
+        client_id: str | None
+        client_secret: str | None
+        if conn.credentials_type == "OAUTH2_CC":
+            client_id = creds.get("client_id")
+            client_secret = creds.get("client_secret")
+        else:
+            with session_scope(self.session_factory) as session:
+                store = ConnectionStore(session, self.cipher, self.clock)
+                integration = store.get_integration(conn.provider_config_key)
+                client_id = integration.client_id if integration else None
+                client_secret = store.client_secret(integration) if integration else None
+            override = creds.get("config_override") or {}
+            if override.get("client_id") and override.get("client_secret"):
+                client_id = override["client_id"]
+                client_secret = override["client_secret"]
+        return GrantRequest(
+            spec=spec,
+            connection_config=conn.connection_config or {},
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+    def _due(self, conn: Connection) -> bool:
+        spec = self.catalog.get(conn.provider)
+        return policy.needs_refresh(
+            conn, self.clock.now(), policy.read_margin(conn, spec, self.settings)
+        )
+
+    def _read(self, pk: int) -> tuple[Connection | None, dict[str, Any]]:
+        with session_scope(self.session_factory) as session:
+            store = ConnectionStore(session, self.cipher, self.clock)
+            conn = store.get_connection_by_pk(pk)
+            return conn, (store.credentials(conn) if conn else {})
+
+    def _describe(self, attempt: _Attempt, conn: Connection) -> None:
+        attempt.connection_id = conn.connection_id
+        attempt.provider_config_key = conn.provider_config_key
+        attempt.provider = conn.provider
+        if conn.expires_at is not None:
+            attempt.seconds_to_expiry = round(
+                (conn.expires_at - self.clock.now()).total_seconds(), 1
+            )
+
+    def _emit(self, a: _Attempt) -> None:
+        level = "info" if a.outcome in ("success", "skipped_fresh") else "warning"
+        if a.outcome == "failed" and a.error_class == PERMANENT:
+            level = "error"
+        getattr(log, level)(
+            "token.refresh",
+            connection_id=a.connection_id,
+            connection_pk=a.connection_pk,
+            provider_config_key=a.provider_config_key,
+            provider=a.provider,
+            trigger=a.trigger,
+            outcome=a.outcome,
+            error_code=a.error_code,
+            error_class=a.error_class,
+            http_status=a.http_status,
+            duration_ms=round((self.clock.monotonic() - a.started) * 1000, 1),
+            lock_wait_ms=a.lock_wait_ms,
+            seconds_to_expiry=a.seconds_to_expiry,
+            new_expires_at=a.new_expires_at,
+            rotated_refresh_token=a.rotated_refresh_token,
+            attempt=a.attempt,
+            log_id=a.log_id,
+        )
+
+
+def build_http_client(settings: Settings) -> httpx.Client:
+    """The HTTP client for token endpoints: explicit connect/read timeouts, no redirects."""
+    timeout = httpx.Timeout(
+        connect=settings.http_connect_timeout,
+        read=settings.http_read_timeout,
+        write=settings.http_read_timeout,
+        pool=settings.http_connect_timeout,
+    )
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        headers={"User-Agent": "freshtoken"},
+    )
+
+
+def attach_refresh_service(runtime: Runtime) -> RefreshService:
+    """Build the refresh service for a runtime and install it as the read API's refresher."""
+    http = runtime.extras.get("http_client") or build_http_client(runtime.settings)
+    runtime.extras["http_client"] = http
+    locks: LockProvider = RedisLocks(runtime.redis) if runtime.redis is not None else LocalLocks()
+    service = RefreshService(
+        settings=runtime.settings,
+        session_factory=runtime.session_factory,
+        cipher=runtime.cipher,
+        catalog=runtime.catalog,
+        clock=runtime.clock,
+        http=http,
+        locks=locks,
+    )
+    runtime.refresher = service
+    runtime.extras["refresh_service"] = service
+    return service

@@ -1,0 +1,86 @@
+"""The runtime: everything a process needs, built once from settings and passed in.
+
+The API, the Celery worker and the CLI each build one :class:`Runtime` at start-up. Side effects
+(clock, HTTP client, Redis) are fields, so tests construct a Runtime with fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from freshtoken.clock import Clock, SystemClock
+from freshtoken.crypto import Cipher
+from freshtoken.db.engine import make_engine, make_session_factory, session_scope
+from freshtoken.providers.catalog import ProviderCatalog, load_catalog
+from freshtoken.refresh.seam import NoRefresh, ReadRefresher
+from freshtoken.settings import Settings
+from freshtoken.store.repository import ConnectionStore
+
+if TYPE_CHECKING:
+    import redis
+
+
+@dataclass
+class Runtime:
+    """Shared, long-lived collaborators of one process."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    cipher: Cipher
+    catalog: ProviderCatalog
+    clock: Clock
+    redis: redis.Redis | None = None
+    refresher: ReadRefresher = field(default_factory=NoRefresh)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def store(self) -> Iterator[ConnectionStore]:
+        """A repository over a new session, in one transaction (commit on success)."""
+        with session_scope(self.session_factory) as session:
+            yield ConnectionStore(session, self.cipher, self.clock)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+        closer = self.extras.get("http_client")
+        if closer is not None:
+            closer.close()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    redis_client: redis.Redis | None = None,
+    with_refresher: bool = True,
+) -> Runtime:
+    """Build the runtime; ``with_refresher=False`` serves stored credentials as they are."""
+    engine = engine or make_engine(settings)
+    current, old = settings.encryption_keys()
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        cipher=Cipher(current, old),
+        catalog=load_catalog(settings.providers_file),
+        clock=clock or SystemClock(),
+    )
+    if redis_client is None and settings.redis_url:
+        import redis as redis_lib
+
+        redis_client = redis_lib.Redis.from_url(settings.redis_url)
+    runtime.redis = redis_client
+    if with_refresher:
+        # Imported here so the store and API can be used before the engine exists in a build.
+        from freshtoken.refresh.service import attach_refresh_service
+
+        attach_refresh_service(runtime)
+    return runtime

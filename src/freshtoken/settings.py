@@ -1,0 +1,196 @@
+"""One settings object, read from ``FRESHTOKEN_*`` environment variables, built once and passed in.
+
+Nothing in the package reads the environment on its own: entry points call :func:`load_settings`
+and hand the result to ``create_app``, ``create_celery`` or the CLI commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import orjson
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from freshtoken.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path(".freshtoken")
+
+
+class Settings(BaseSettings):
+    """Every knob freshtoken has. Defaults are the zero-setup embedded mode (SQLite, no Redis)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRESHTOKEN_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""  # empty = the SQLite file under data_dir
+    redis_url: str | None = None  # unset = embedded mode: in-process locks and broker
+    secret_key: SecretStr | None = None
+    encryption_key: SecretStr | None = None
+    encryption_old_keys: SecretStr = SecretStr("")
+    providers_file: Path | None = None
+
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 3003
+    db_pool_size: int = 10
+
+    # Refresh engine (issue 3). Seconds unless named otherwise.
+    read_margin_seconds: int = (
+        900  # Nango's REFRESH_MARGIN_MS: refresh on read within 15 min of expiry
+    )
+    read_margin_lifetime_fraction: float = Field(default=0.25, gt=0, lt=1)
+    default_token_lifetime_seconds: int = 3600
+    refresh_failure_cooldown_seconds: int = 30
+    refresh_max_failure_days: int = 4
+    http_connect_timeout: float = 5.0
+    http_read_timeout: float = 15.0
+    lock_ttl_seconds: float = 30.0  # must exceed connect + read timeout: checked below
+    lock_wait_seconds: float = 25.0
+
+    # Proactive refresh (issue 4).
+    scan_interval_seconds: float = 30.0
+    scan_batch_size: int = 500
+    refresh_lead_seconds: int = 1200  # default lead: min(20 min, half the token lifetime)
+    keepalive_hours: float = 24.0
+    claim_ttl_seconds: int = 300
+    provider_rate_limit_per_second: float = 50.0
+    task_max_retries: int = 5
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_redis_is_unset(cls, value: object) -> object:
+        # An empty FRESHTOKEN_REDIS_URL (as compose files often pass) means embedded mode.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _lock_outlives_http(self) -> Settings:
+        # A lock that can expire while its holder still waits on the provider lets a second
+        # refresher spend the same rotating refresh token.
+        if self.lock_ttl_seconds <= self.http_connect_timeout + self.http_read_timeout:
+            raise ValueError(
+                "FRESHTOKEN_LOCK_TTL_SECONDS must exceed "
+                "FRESHTOKEN_HTTP_CONNECT_TIMEOUT + FRESHTOKEN_HTTP_READ_TIMEOUT"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite:///<data_dir>/freshtoken.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'freshtoken.db').as_posix()}"
+
+    @property
+    def embedded(self) -> bool:
+        """True without Redis: locks are in-process and Celery runs on an in-memory broker."""
+        return not self.redis_url
+
+    def secret_key_value(self) -> str:
+        """The API bearer key (raises ConfigError if unresolved)."""
+        if self.secret_key is None:
+            raise ConfigError("FRESHTOKEN_SECRET_KEY is not set")
+        return self.secret_key.get_secret_value()
+
+    def encryption_keys(self) -> tuple[bytes, list[bytes]]:
+        """Decode the current key and the old keys (each base64 of 32 bytes)."""
+        if self.encryption_key is None:
+            raise ConfigError("FRESHTOKEN_ENCRYPTION_KEY is not set")
+        current = decode_key(self.encryption_key.get_secret_value(), "FRESHTOKEN_ENCRYPTION_KEY")
+        old = [
+            decode_key(part.strip(), "FRESHTOKEN_ENCRYPTION_OLD_KEYS")
+            for part in self.encryption_old_keys.get_secret_value().split(",")
+            if part.strip()
+        ]
+        return current, old
+
+
+def decode_key(value: str, variable: str) -> bytes:
+    """Decode a base64 key of exactly 32 bytes, or raise ConfigError naming the variable."""
+    try:
+        raw = base64.b64decode(value.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            f"{variable} must be base64 of 32 bytes (it is not valid base64)"
+        ) from None
+    if len(raw) != 32:
+        raise ConfigError(f"{variable} must be base64 of 32 bytes (got {len(raw)} bytes)")
+    return raw
+
+
+def generate_key() -> str:
+    """A new random encryption key, base64 of 32 bytes."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def generate_secret_key() -> str:
+    """A new random API secret key."""
+    return "ft_sk_" + secrets.token_urlsafe(32)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, resolving development keys.
+
+    In production a missing secret or encryption key is a ConfigError naming the variable. In
+    development both are generated once and kept in ``<data_dir>/keys.json`` (mode 0600) so that
+    restarts keep working; :attr:`Settings` remembers nothing about where they came from, the caller
+    is told through the returned ``generated`` flag of :func:`resolve_dev_keys`.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings, _ = resolve_dev_keys(settings)
+    return settings
+
+
+def resolve_dev_keys(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill in missing keys in development; refuse to start without them in production.
+
+    Returns the settings and the names of the variables whose values came from the keys file.
+    """
+    missing = [
+        name
+        for name, value in (
+            ("FRESHTOKEN_SECRET_KEY", settings.secret_key),
+            ("FRESHTOKEN_ENCRYPTION_KEY", settings.encryption_key),
+        )
+        if value is None or not value.get_secret_value()
+    ]
+    if not missing:
+        settings.encryption_keys()  # validate early, with a one-line error naming the variable
+        return settings, []
+    if settings.env == "production":
+        raise ConfigError(f"{missing[0]} is required when FRESHTOKEN_ENV=production")
+    keys_file = settings.data_dir / "keys.json"
+    stored: dict[str, str] = {}
+    if keys_file.exists():
+        stored = orjson.loads(keys_file.read_bytes())
+    changed = False
+    if "secret_key" not in stored:
+        stored["secret_key"] = generate_secret_key()
+        changed = True
+    if "encryption_key" not in stored:
+        stored["encryption_key"] = generate_key()
+        changed = True
+    if changed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = keys_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(stored, option=orjson.OPT_INDENT_2))
+        tmp.replace(keys_file)
+    update: dict[str, object] = {}
+    if "FRESHTOKEN_SECRET_KEY" in missing:
+        update["secret_key"] = SecretStr(stored["secret_key"])
+    if "FRESHTOKEN_ENCRYPTION_KEY" in missing:
+        update["encryption_key"] = SecretStr(stored["encryption_key"])
+    resolved = settings.model_copy(update=update)
+    resolved.encryption_keys()
+    return resolved, missing

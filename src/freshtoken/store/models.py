@@ -1,0 +1,105 @@
+"""ORM models: integrations (provider configs) and connections.
+
+Secrets live only in the ``*_enc`` columns, encrypted by :mod:`freshtoken.crypto` with associated
+data bound to the row and field. ``expires_at`` is kept in clear in its own indexed column because
+the proactive refresh scan selects on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from freshtoken.db.base import Base
+from freshtoken.db.types import PortableJSON, UTCDateTime
+
+
+class Integration(Base):
+    """A provider configuration (Nango's "integration"), keyed by its ``unique_key``."""
+
+    __tablename__ = "integrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unique_key: Mapped[str] = mapped_column(String(255), unique=True)
+    provider: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    client_id: Mapped[str | None] = mapped_column(Text)
+    client_secret_enc: Mapped[str | None] = mapped_column(Text)
+    scopes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Connection(Base):
+    """One stored connection and its refresh bookkeeping."""
+
+    __tablename__ = "connections"
+    __table_args__ = (
+        # Unique among live rows only: a deleted connection's id can be reused by a new import.
+        Index(
+            "uq_connections_live_key",
+            "provider_config_key",
+            "connection_id",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        # The refresh scan: live rows ordered by expiry.
+        Index(
+            "ix_connections_live_expires_at",
+            "expires_at",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(255))
+    provider_config_key: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(255))
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    credentials_type: Mapped[str] = mapped_column(String(32))
+    credentials_enc: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    has_refresh_token: Mapped[bool] = mapped_column(Boolean, default=False)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", PortableJSON)
+    tags: Mapped[dict[str, str]] = mapped_column(PortableJSON, default=dict)
+    end_user: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    webhook_url_override: Mapped[str | None] = mapped_column(Text)
+
+    # Refresh bookkeeping (the refresh engine owns these).
+    last_refresh_success: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_refresh_failure: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    refresh_attempts: Mapped[int | None] = mapped_column(Integer)
+    refresh_exhausted: Mapped[bool] = mapped_column(Boolean, default=False)
+    needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_refresh_error: Mapped[str | None] = mapped_column(String(255))
+    auth_error_log_id: Mapped[str | None] = mapped_column(String(64))
+    # Compare-and-set: every credentials write bumps it and requires the value it read.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Lease taken by the proactive scan so overlapping scans never enqueue a row twice.
+    refresh_claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    last_fetched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def deleted(self) -> bool:
+        """True once soft-deleted."""
+        return self.deleted_at is not None

@@ -1,0 +1,364 @@
+"""The repository: every read and write of integrations and connections goes through here.
+
+It owns encryption (callers see plain dicts, the database sees only ciphertext) and the
+compare-and-set write that keeps a stale refresher from overwriting a newer token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from freshtoken.clock import Clock
+from freshtoken.crypto import Cipher, aad_for
+from freshtoken.store.credentials import expires_at_of, has_refresh_token
+from freshtoken.store.models import Connection, Integration
+
+
+@dataclass(frozen=True)
+class ConnectionFilters:
+    """Filters of ``GET /connections`` (Nango's names)."""
+
+    connection_id: str | None = None
+    search: str | None = None
+    integration_ids: Sequence[str] = ()
+    end_user_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    limit: int = 10_000
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class RefreshWrite:
+    """What a successful refresh writes, all in one compare-and-set UPDATE."""
+
+    credentials: dict[str, Any]
+    refreshed_at: dt.datetime
+
+
+class ConnectionStore:
+    """Repository over one SQLAlchemy session; the caller owns the transaction."""
+
+    def __init__(self, session: Session, cipher: Cipher, clock: Clock) -> None:
+        self.session = session
+        self.cipher = cipher
+        self.clock = clock
+
+    # -- integrations -------------------------------------------------------------------------
+
+    def get_integration(self, unique_key: str) -> Integration | None:
+        """The integration with this unique key, or None."""
+        return self.session.scalars(
+            select(Integration).where(Integration.unique_key == unique_key)
+        ).one_or_none()
+
+    def list_integrations(self) -> list[Integration]:
+        """Every integration, oldest first."""
+        return list(self.session.scalars(select(Integration).order_by(Integration.id)))
+
+    def create_integration(
+        self,
+        *,
+        unique_key: str,
+        provider: str,
+        display_name: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scopes: str | None = None,
+    ) -> Integration:
+        """Insert an integration; the client secret is encrypted bound to the new row."""
+        now = self.clock.now()
+        integration = Integration(
+            unique_key=unique_key,
+            provider=provider,
+            display_name=display_name,
+            client_id=client_id,
+            scopes=scopes,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(integration)
+        self.session.flush()  # the row id is part of the ciphertext's associated data
+        self.set_client_secret(integration, client_secret)
+        return integration
+
+    def set_client_secret(self, integration: Integration, secret: str | None) -> None:
+        """Encrypt and store (or clear) an integration's client secret."""
+        integration.client_secret_enc = (
+            None
+            if secret is None
+            else self.cipher.encrypt(
+                secret.encode(), aad_for("integrations", integration.id, "client_secret")
+            )
+        )
+        integration.updated_at = self.clock.now()
+
+    def client_secret(self, integration: Integration) -> str | None:
+        """Decrypt an integration's client secret."""
+        if integration.client_secret_enc is None:
+            return None
+        return self.cipher.decrypt(
+            integration.client_secret_enc,
+            aad_for("integrations", integration.id, "client_secret"),
+        ).decode()
+
+    def delete_integration(self, integration: Integration) -> None:
+        """Delete an integration and soft-delete its connections (credentials wiped)."""
+        for conn in self.session.scalars(
+            select(Connection).where(
+                Connection.integration_id == integration.id, Connection.deleted_at.is_(None)
+            )
+        ):
+            self.soft_delete(conn)
+        self.session.flush()
+        self.session.delete(integration)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def get_connection(self, provider_config_key: str, connection_id: str) -> Connection | None:
+        """The live connection with this key pair, or None (one indexed lookup)."""
+        return self.session.scalars(
+            select(Connection).where(
+                Connection.provider_config_key == provider_config_key,
+                Connection.connection_id == connection_id,
+                Connection.deleted_at.is_(None),
+            )
+        ).one_or_none()
+
+    def get_connection_by_pk(self, pk: int, *, for_update: bool = False) -> Connection | None:
+        """The live connection with this internal id, optionally row-locked (PostgreSQL)."""
+        stmt = select(Connection).where(Connection.id == pk, Connection.deleted_at.is_(None))
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt).one_or_none()
+
+    def credentials(self, conn: Connection) -> dict[str, Any]:
+        """Decrypt a connection's credentials ({} for a deleted or empty row)."""
+        if conn.credentials_enc is None:
+            return {}
+        value = self.cipher.decrypt_json(
+            conn.credentials_enc, aad_for("connections", conn.id, "credentials")
+        )
+        return value if isinstance(value, dict) else {}
+
+    def encrypt_credentials(self, conn_pk: int, credentials: dict[str, Any]) -> str:
+        """The ciphertext of a connection's credentials, bound to its row."""
+        return self.cipher.encrypt_json(credentials, aad_for("connections", conn_pk, "credentials"))
+
+    def set_credentials(self, conn: Connection, credentials: dict[str, Any]) -> None:
+        """Store new credentials on a row this session owns (imports and overrides).
+
+        Bumps ``version`` so a refresher holding the previous version loses its compare-and-set.
+        """
+        conn.credentials_enc = self.encrypt_credentials(conn.id, credentials)
+        conn.credentials_type = str(credentials.get("type", ""))
+        conn.expires_at = expires_at_of(credentials)
+        conn.has_refresh_token = has_refresh_token(credentials)
+        conn.version = (conn.version or 0) + 1
+        conn.updated_at = self.clock.now()
+
+    def upsert_connection(
+        self,
+        integration: Integration,
+        *,
+        connection_id: str,
+        credentials: dict[str, Any],
+        connection_config: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        end_user: dict[str, Any] | None = None,
+    ) -> tuple[Connection, bool]:
+        """Import a connection, or override the live one with the same id.
+
+        An override replaces the credentials and resets the refresh bookkeeping (as Nango does), so
+        a connection that needed re-authorisation comes back to life. Returns (row, created).
+        """
+        now = self.clock.now()
+        conn = self.get_connection(integration.unique_key, connection_id)
+        created = conn is None
+        if conn is None:
+            conn = Connection(
+                connection_id=connection_id,
+                provider_config_key=integration.unique_key,
+                provider=integration.provider,
+                integration_id=integration.id,
+                credentials_type=str(credentials.get("type", "")),
+                connection_config=connection_config or {},
+                metadata_=metadata,
+                tags=tags or {},
+                end_user=end_user,
+                version=0,
+                created_at=now,
+                updated_at=now,
+            )
+            self.session.add(conn)
+            self.session.flush()  # the row id is part of the ciphertext's associated data
+        else:
+            if connection_config is not None:
+                conn.connection_config = connection_config
+            if metadata is not None:
+                conn.metadata_ = metadata
+            if tags is not None:
+                conn.tags = tags
+            if end_user is not None:
+                conn.end_user = end_user
+        self.set_credentials(conn, credentials)
+        conn.last_refresh_success = now
+        conn.last_refresh_failure = None
+        conn.refresh_attempts = None
+        conn.refresh_exhausted = False
+        conn.needs_reauth = False
+        conn.last_refresh_error = None
+        conn.auth_error_log_id = None
+        conn.refresh_claimed_until = None
+        self.session.flush()
+        return conn, created
+
+    def list_connections(self, filters: ConnectionFilters) -> list[Connection]:
+        """Live connections matching the filters, newest first (Nango's order)."""
+        stmt: Select[tuple[Connection]] = select(Connection).where(Connection.deleted_at.is_(None))
+        if filters.connection_id:
+            stmt = stmt.where(Connection.connection_id == filters.connection_id)
+        if filters.integration_ids:
+            stmt = stmt.where(Connection.provider_config_key.in_(list(filters.integration_ids)))
+        if filters.search:
+            pattern = f"%{filters.search.lower()}%"
+            stmt = stmt.where(func.lower(Connection.connection_id).like(pattern))
+        stmt = stmt.order_by(Connection.created_at.desc(), Connection.id.desc())
+        rows = list(self.session.scalars(stmt))
+        # JSON filters in Python: portable across SQLite and PostgreSQL, and lists are bounded.
+        if filters.end_user_id:
+            rows = [r for r in rows if (r.end_user or {}).get("id") == filters.end_user_id]
+        if filters.tags:
+            wanted = {k.lower(): v for k, v in filters.tags.items()}
+            rows = [
+                r
+                for r in rows
+                if all(
+                    {k.lower(): v for k, v in (r.tags or {}).items()}.get(k) == v
+                    for k, v in wanted.items()
+                )
+            ]
+        start = filters.page * filters.limit
+        return rows[start : start + filters.limit]
+
+    def soft_delete(self, conn: Connection) -> None:
+        """Mark deleted and wipe the credentials (the ciphertext too, not just the link)."""
+        now = self.clock.now()
+        conn.deleted_at = now
+        conn.credentials_enc = None
+        conn.has_refresh_token = False
+        conn.expires_at = None
+        conn.version = (conn.version or 0) + 1
+        conn.updated_at = now
+
+    def touch_fetched(self, conn: Connection) -> None:
+        """Record a read (``last_fetched_at``)."""
+        conn.last_fetched_at = self.clock.now()
+
+    # -- refresh writes (compare-and-set) ------------------------------------------------------
+
+    def cas_write_refresh(self, conn_pk: int, expected_version: int, write: RefreshWrite) -> bool:
+        """Write refreshed credentials iff the row is still at ``expected_version``.
+
+        One UPDATE both stores the credentials and clears the failure bookkeeping, so a reader
+        never sees new tokens with stale state or the reverse. False means someone else wrote
+        first (a newer refresh or an import): the caller's tokens must not overwrite theirs.
+        """
+        creds = write.credentials
+        result = self.session.execute(
+            update(Connection)
+            .where(
+                Connection.id == conn_pk,
+                Connection.version == expected_version,
+                Connection.deleted_at.is_(None),
+            )
+            .values(
+                credentials_enc=self.encrypt_credentials(conn_pk, creds),
+                expires_at=expires_at_of(creds),
+                has_refresh_token=has_refresh_token(creds),
+                version=Connection.version + 1,
+                last_refresh_success=write.refreshed_at,
+                last_refresh_failure=None,
+                refresh_attempts=None,
+                refresh_exhausted=False,
+                needs_reauth=False,
+                last_refresh_error=None,
+                auth_error_log_id=None,
+                refresh_claimed_until=None,
+                updated_at=write.refreshed_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def write_failure(
+        self,
+        conn_pk: int,
+        *,
+        failed_at: dt.datetime,
+        attempts: int,
+        exhausted: bool,
+        needs_reauth: bool,
+        error_code: str,
+        log_id: str,
+    ) -> None:
+        """Record a failed refresh (does not touch credentials or ``version``)."""
+        self.session.execute(
+            update(Connection)
+            .where(Connection.id == conn_pk, Connection.deleted_at.is_(None))
+            .values(
+                last_refresh_failure=failed_at,
+                last_refresh_success=None,
+                refresh_attempts=attempts,
+                refresh_exhausted=exhausted,
+                needs_reauth=needs_reauth,
+                last_refresh_error=error_code[:255],
+                auth_error_log_id=log_id,
+                refresh_claimed_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    def live_rows_not_under_key(self, key_id: str, after_pk: int, limit: int) -> list[Connection]:
+        """A batch of rows (by id) whose ciphertext is not under ``key_id`` (for key rotation)."""
+        prefix = f"v1.{key_id}.%"
+        return list(
+            self.session.scalars(
+                select(Connection)
+                .where(
+                    Connection.id > after_pk,
+                    Connection.credentials_enc.is_not(None),
+                    or_(~Connection.credentials_enc.like(prefix)),
+                )
+                .order_by(Connection.id)
+                .limit(limit)
+            )
+        )
+
+
+def fetch_for_read(
+    session: Session, provider_config_key: str, connection_id: str, now: dt.datetime
+) -> Connection | None:
+    """Load a live connection and stamp ``last_fetched_at`` in one statement.
+
+    ``UPDATE ... RETURNING`` is one indexed round-trip on both PostgreSQL and SQLite (3.35+),
+    which keeps the read path to a single statement however many replicas read.
+    """
+    stmt = (
+        update(Connection)
+        .where(
+            Connection.provider_config_key == provider_config_key,
+            Connection.connection_id == connection_id,
+            Connection.deleted_at.is_(None),
+        )
+        .values(last_fetched_at=now)
+        .returning(Connection)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(stmt).one_or_none()

@@ -1,0 +1,132 @@
+"""Builders shared by the refresh, worker and end-to-end tests (plain functions, no fixtures)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from freshtoken import migrate
+from freshtoken.clock import Clock
+from freshtoken.mockprovider import MockProvider
+from freshtoken.runtime import Runtime, build_runtime
+from freshtoken.settings import Settings, generate_key
+from freshtoken.store.credentials import iso
+
+SECRET_KEY = "ft_sk_test_" + "k" * 24
+ENCRYPTION_KEY = generate_key()
+
+PG_URL = os.environ.get(
+    "FRESHTOKEN_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("FRESHTOKEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("FRESHTOKEN_REQUIRE_SERVICES") == "1"
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Test settings: SQLite under tmp_path, fixed keys, short timeouts."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "database_url": f"sqlite:///{tmp_path.as_posix()}/test.db",
+        "secret_key": SECRET_KEY,
+        "encryption_key": ENCRYPTION_KEY,
+        "http_connect_timeout": 2.0,
+        "http_read_timeout": 5.0,
+        "lock_ttl_seconds": 10.0,
+        "lock_wait_seconds": 8.0,
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_runtime(settings: Settings, clock: Clock | None = None, **kwargs: Any) -> Runtime:
+    """A migrated runtime with the refresh service attached."""
+    runtime = build_runtime(settings, clock=clock, **kwargs)
+    migrate.upgrade(runtime.engine)
+    return runtime
+
+
+def require_service(name: str, reachable: bool) -> None:
+    """Skip when a service is missing, or fail when FRESHTOKEN_REQUIRE_SERVICES=1 (CI)."""
+    if reachable:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{name} is required (FRESHTOKEN_REQUIRE_SERVICES=1) but not reachable")
+    pytest.skip(f"{name} not reachable")
+
+
+def pg_schema_url() -> str:
+    """A PostgreSQL URL on a fresh, empty schema of its own (dropped with the test database)."""
+    try:
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            schema = f"t_{uuid.uuid4().hex[:12]}"
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        require_service("PostgreSQL", reachable=False)
+        raise
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+def redis_client() -> Any:
+    """A client for the test Redis database (flushed), or skip/fail."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        require_service("Redis", reachable=False)
+    client.flushdb()
+    return client
+
+
+def add_oauth2_connection(
+    runtime: Runtime,
+    provider: MockProvider,
+    *,
+    connection_id: str | None = None,
+    lifetime_seconds: float = 3600,
+    expires_in: float | None = None,
+    integration_key: str = "mock",
+    provider_name: str = "oauth2",
+) -> tuple[int, dict[str, Any]]:
+    """Seed a token family at the mock provider and import it as an OAUTH2 connection."""
+    family = provider.seed(lifetime_seconds=lifetime_seconds)
+    now = runtime.clock.now()
+    left = lifetime_seconds if expires_in is None else expires_in
+    credentials = {
+        "type": "OAUTH2",
+        "access_token": family["access_token"],
+        "refresh_token": family["refresh_token"],
+        "expires_at": iso(now + dt.timedelta(seconds=left)),
+        "raw": {},
+    }
+    with runtime.store() as store:
+        integration = store.get_integration(integration_key) or store.create_integration(
+            unique_key=integration_key,
+            provider=provider_name,
+            client_id=provider.config.client_id,
+            client_secret=provider.config.client_secret,
+        )
+        conn, _ = store.upsert_connection(
+            integration,
+            connection_id=connection_id or f"conn-{uuid.uuid4().hex[:8]}",
+            credentials=credentials,
+            connection_config={"token_url": provider.token_url},
+        )
+        if expires_in is not None:
+            # Pretend the token was issued lifetime_seconds before its (earlier) expiry.
+            conn.last_refresh_success = (
+                now + dt.timedelta(seconds=left) - dt.timedelta(seconds=lifetime_seconds)
+            )
+        pk = conn.id
+    return pk, family

@@ -1,0 +1,401 @@
+"""The refresh service on SQLite against the real HTTP mock provider."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from structlog.testing import capture_logs
+
+from freshtoken.clock import FakeClock
+from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.refresh.locks import LocalLocks, RedisLocks
+from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.service import RefreshService
+from freshtoken.runtime import Runtime
+from freshtoken.store.credentials import parse_datetime
+from tests.support import add_oauth2_connection, make_runtime, make_settings
+
+LOG_FIELDS = {
+    "connection_id",
+    "provider_config_key",
+    "provider",
+    "trigger",
+    "outcome",
+    "error_code",
+    "error_class",
+    "http_status",
+    "duration_ms",
+    "lock_wait_ms",
+    "seconds_to_expiry",
+    "new_expires_at",
+    "rotated_refresh_token",
+    "attempt",
+    "log_id",
+}
+
+
+@pytest.fixture
+def provider() -> Iterator[MockProvider]:
+    """A real HTTP mock provider with rotation and reuse detection."""
+    with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
+        yield mock
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A migrated SQLite runtime with the refresh service attached."""
+    rt = make_runtime(make_settings(tmp_path))
+    yield rt
+    rt.close()
+
+
+def _service(rt: Runtime) -> RefreshService:
+    service = rt.extras["refresh_service"]
+    assert isinstance(service, RefreshService)
+    return service
+
+
+def _read(rt: Runtime, pk: int) -> tuple[Any, dict[str, Any]]:
+    with rt.store() as store:
+        conn = store.get_connection_by_pk(pk)
+        assert conn is not None
+        return conn, store.credentials(conn)
+
+
+def _refresh_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "token.refresh"]
+
+
+def test_expired_token_is_refreshed_on_read(runtime: Runtime, provider: MockProvider) -> None:
+    """A read of an expired token refreshes once, rotates, stores and logs one success line."""
+    pk, family = add_oauth2_connection(runtime, provider, expires_in=-10)
+    conn, creds = _read(runtime, pk)
+    with capture_logs() as logs:
+        new_conn, new_creds = _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert new_creds["access_token"] != family["access_token"]
+    assert provider.is_access_token_valid(new_creds["access_token"])
+    assert new_creds["refresh_token"] == provider.current_refresh_token(family["refresh_token"])
+    assert new_conn.version == conn.version + 1
+    assert new_conn.expires_at is not None and new_conn.expires_at > runtime.clock.now()
+    assert provider.stats()["refresh_calls"] == 1
+    (event,) = _refresh_events(logs)
+    assert LOG_FIELDS <= set(event)
+    assert event["outcome"] == "success"
+    assert event["trigger"] == "on_read"
+    assert event["rotated_refresh_token"] is True
+    assert event["seconds_to_expiry"] < 0
+    assert _read(runtime, pk)[1]["access_token"] == new_creds["access_token"]
+
+
+def test_fresh_token_is_served_without_a_provider_call(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """A token far from expiry is returned as stored; the provider is not called."""
+    pk, family = add_oauth2_connection(runtime, provider)
+    conn, creds = _read(runtime, pk)
+    _, served = _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert served["access_token"] == family["access_token"]
+    assert provider.stats()["token_calls"] == 0
+
+
+def test_force_refresh_refreshes_a_fresh_token(runtime: Runtime, provider: MockProvider) -> None:
+    """force_refresh calls the provider even when the token is fresh (trigger=forced)."""
+    pk, family = add_oauth2_connection(runtime, provider)
+    conn, creds = _read(runtime, pk)
+    with capture_logs() as logs:
+        _, served = _service(runtime).refresh_for_read(conn, creds, force=True)
+    assert served["access_token"] != family["access_token"]
+    assert _refresh_events(logs)[0]["trigger"] == "forced"
+
+
+def test_token_inside_read_margin_is_refreshed(runtime: Runtime, provider: MockProvider) -> None:
+    """An hour token with 10 minutes left is inside the 15-minute read margin and refreshes."""
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=600)
+    conn, creds = _read(runtime, pk)
+    _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert provider.stats()["refresh_calls"] == 1
+
+
+def test_concurrent_readers_in_one_process_share_one_refresh(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """50 threads reading one expired connection cause one provider call and all get its token."""
+    provider.configure(latency_seconds=0.3)
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    conn, creds = _read(runtime, pk)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(50)
+
+    def reader() -> None:
+        try:
+            barrier.wait()
+            _, served = _service(runtime).refresh_for_read(conn, creds, force=False)
+            results.append(served["access_token"])
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert provider.stats()["refresh_calls"] == 1
+    assert provider.stats()["invalid_grant"] == 0
+    assert len(set(results)) == 1 and len(results) == 50
+
+
+def test_two_services_sharing_a_redis_lock_refresh_once(
+    tmp_path: Path, provider: MockProvider
+) -> None:
+    """Two refresh services (two 'processes') behind one Redis lock spend the token once."""
+    server = fakeredis.FakeServer()
+    settings = make_settings(tmp_path)
+    rt_a = make_runtime(settings, redis_client=fakeredis.FakeRedis(server=server))
+    rt_b = make_runtime(settings, redis_client=fakeredis.FakeRedis(server=server))
+    assert isinstance(_service(rt_a).locks, RedisLocks)
+    provider.configure(latency_seconds=0.2)
+    pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
+    conn, creds = _read(rt_a, pk)
+    tokens: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def reader(rt: Runtime) -> None:
+        barrier.wait()
+        tokens.append(_service(rt).refresh_for_read(conn, creds, force=False)[1]["access_token"])
+
+    threads = [threading.Thread(target=reader, args=(rt_a if i % 2 else rt_b,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert provider.stats()["refresh_calls"] == 1
+    assert provider.stats()["invalid_grant"] == 0
+    assert len(tokens) == 20 and len(set(tokens)) == 1
+
+
+def test_stalled_holder_is_fenced(tmp_path: Path) -> None:
+    """A holder stalled past its lock TTL loses the compare-and-set; the newer token stays."""
+    settings = make_settings(
+        tmp_path,
+        lock_ttl_seconds=1.0,
+        lock_wait_seconds=5.0,
+        http_connect_timeout=0.2,
+        http_read_timeout=0.5,
+    )
+    locks = LocalLocks()
+    rt_a = make_runtime(settings)
+    rt_b = make_runtime(settings)
+    _service(rt_a).locks = locks
+    _service(rt_b).locks = locks
+    # Grace lets the second refresher's (stale) refresh token through, as Xero/Atlassian do.
+    with MockProvider(MockProviderConfig(grace_seconds=30)) as provider:
+        pk, _ = add_oauth2_connection(rt_a, provider)
+        stall = threading.Event()
+        _service(rt_a).before_write = lambda _pk: stall.wait(5)
+        outcome: dict[str, Any] = {}
+
+        def holder() -> None:
+            outcome["a"] = _service(rt_a).refresh(pk, trigger="manual", force=True)
+
+        with capture_logs() as logs:
+            t = threading.Thread(target=holder)
+            t.start()
+            # Wait until A has its tokens and is stalled, then let its lease expire.
+            for _ in range(100):
+                if provider.stats()["refresh_calls"] == 1:
+                    break
+                threading.Event().wait(0.05)
+            threading.Event().wait(1.2)
+            result_b = _service(rt_b).refresh(pk, trigger="manual", force=True)
+            stall.set()
+            t.join()
+        assert result_b.outcome == "success"
+        assert outcome["a"].outcome == "fenced"
+        _, stored = _read(rt_a, pk)
+        assert stored["access_token"] == result_b.credentials["access_token"]
+        outcomes = [e["outcome"] for e in _refresh_events(logs)]
+        assert sorted(outcomes) == ["fenced", "success"]
+
+
+def test_invalid_grant_marks_reauth_and_later_reads_get_424(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """A rejected refresh is a 400 once, then 424 without calling the provider again."""
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    provider.inject("invalid_grant")
+    conn, creds = _read(runtime, pk)
+    with capture_logs() as logs, pytest.raises(RefreshDenied) as first:
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert first.value.http_status == 400
+    assert first.value.log_id
+    (event,) = _refresh_events(logs)
+    assert (event["outcome"], event["error_class"], event["error_code"]) == (
+        "failed",
+        "permanent",
+        "invalid_grant",
+    )
+    assert event["log_level"] == "error"
+    conn, creds = _read(runtime, pk)
+    assert conn.needs_reauth and conn.auth_error_log_id == first.value.log_id
+    calls = provider.stats()["token_calls"]
+    with pytest.raises(RefreshDenied) as second:
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert second.value.http_status == 424
+    assert provider.stats()["token_calls"] == calls
+
+
+def test_forced_refresh_revives_a_connection(runtime: Runtime, provider: MockProvider) -> None:
+    """After a permanent failure, a forced refresh that succeeds clears the re-auth flag."""
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    provider.inject("invalid_grant")
+    conn, creds = _read(runtime, pk)
+    with pytest.raises(RefreshDenied):
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    conn, creds = _read(runtime, pk)
+    new_conn, _ = _service(runtime).refresh_for_read(conn, creds, force=True)
+    assert not new_conn.needs_reauth and new_conn.last_refresh_failure is None
+
+
+def test_transient_failure_serves_a_still_valid_token(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """A 500 while the token is still valid (inside the margin) returns the stored token."""
+    pk, family = add_oauth2_connection(runtime, provider, expires_in=300)
+    provider.inject("500")
+    conn, creds = _read(runtime, pk)
+    with capture_logs() as logs:
+        _, served = _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert served["access_token"] == family["access_token"]
+    (event,) = _refresh_events(logs)
+    assert (event["outcome"], event["error_class"], event["http_status"]) == (
+        "failed",
+        "transient",
+        500,
+    )
+    conn, _ = _read(runtime, pk)
+    assert not conn.needs_reauth and conn.refresh_attempts == 1
+
+
+def test_transient_failure_with_expired_token_is_400_then_cooldown_424(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """An expired token whose refresh times out is a 400, then reads within 30 s get 424."""
+    settings = runtime.settings
+    assert settings.http_read_timeout >= 1
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    provider.inject("503")
+    conn, creds = _read(runtime, pk)
+    with pytest.raises(RefreshDenied) as first:
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert first.value.http_status == 400
+    conn, creds = _read(runtime, pk)
+    calls = provider.stats()["token_calls"]
+    with pytest.raises(RefreshDenied) as second:
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert (second.value.http_status, second.value.reason) == (424, "cooldown")
+    assert provider.stats()["token_calls"] == calls
+    # force_refresh bypasses the cooldown.
+    _, served = _service(runtime).refresh_for_read(conn, creds, force=True)
+    assert provider.is_access_token_valid(served["access_token"])
+
+
+def test_exhausted_after_four_failing_days(tmp_path: Path, provider: MockProvider) -> None:
+    """Failures count once a day; the fourth failing day exhausts the connection (424)."""
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    rt = make_runtime(make_settings(tmp_path), clock=clock)
+    pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
+    for day in range(4):
+        for _ in range(3):  # several failures a day count once
+            provider.inject("500")
+            conn, creds = _read(rt, pk)
+            with pytest.raises(RefreshDenied):
+                _service(rt).refresh_for_read(conn, creds, force=True)
+            clock.advance(60)
+        conn, _ = _read(rt, pk)
+        assert conn.refresh_attempts == day + 1
+        assert conn.refresh_exhausted is (day == 3)
+        clock.advance(24 * 3600)
+    conn, creds = _read(rt, pk)
+    calls = provider.stats()["token_calls"]
+    with pytest.raises(RefreshDenied) as denied:
+        _service(rt).refresh_for_read(conn, creds, force=False)
+    assert (denied.value.http_status, denied.value.reason) == (424, "exhausted")
+    assert provider.stats()["token_calls"] == calls
+
+
+def test_rate_limit_is_transient_with_retry_after(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """A 429 is classified transient with error_code rate_limited."""
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    provider.inject("429", retry_after=7)
+    result = _service(runtime).refresh(pk, trigger="manual", force=True)
+    assert result.error is not None
+    assert (result.error.error_class, result.error.error_code, result.error.retry_after) == (
+        "transient",
+        "rate_limited",
+        7.0,
+    )
+
+
+def test_timeout_is_transient(tmp_path: Path, provider: MockProvider) -> None:
+    """A provider that never answers is a transient 'timeout' after the read timeout."""
+    rt = make_runtime(
+        make_settings(
+            tmp_path, http_read_timeout=0.3, http_connect_timeout=0.3, lock_ttl_seconds=2
+        )
+    )
+    pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
+    provider.inject("timeout")
+    result = _service(rt).refresh(pk, trigger="manual", force=True)
+    assert result.error is not None
+    assert (result.error.error_class, result.error.error_code) == ("transient", "timeout")
+
+
+def test_unknown_expiry_gets_default_lifetime_from_send_time(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """A response without expires_in expires after the default lifetime, counted from sending."""
+    provider.configure(omit_expires_in=True)
+    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    before = dt.datetime.now(dt.UTC)
+    result = _service(runtime).refresh(pk, trigger="manual", force=True)
+    expires = parse_datetime(result.credentials["expires_at"])
+    assert expires is not None
+    lifetime = (expires - before).total_seconds()
+    assert 3599 <= lifetime <= 3601
+
+
+def test_string_expires_in_and_kept_refresh_token(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """expires_in as a string is parsed; a response without a refresh token keeps the old one."""
+    provider.configure(expires_in_as_string=True, omit_refresh_token_in_response=True)
+    pk, family = add_oauth2_connection(runtime, provider, expires_in=-1)
+    result = _service(runtime).refresh(pk, trigger="manual", force=True)
+    assert result.credentials["refresh_token"] == family["refresh_token"]
+    assert result.credentials["raw"]["expires_in"] == "3600"
+    assert "refresh_token" not in result.credentials["raw"]
+
+
+def test_import_without_expiry_is_refreshed(runtime: Runtime, provider: MockProvider) -> None:
+    """An OAUTH2 connection imported with a refresh token but no expiry is refreshed on read."""
+    pk, _ = add_oauth2_connection(runtime, provider)
+    with runtime.store() as store:
+        conn = store.get_connection_by_pk(pk)
+        assert conn is not None
+        creds = store.credentials(conn)
+        creds.pop("expires_at")
+        store.set_credentials(conn, creds)
+    conn, creds = _read(runtime, pk)
+    assert conn.expires_at is None
+    new_conn, _ = _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert new_conn.expires_at is not None
