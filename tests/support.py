@@ -128,5 +128,6 @@ def add_oauth2_connection(
             conn.last_refresh_success = (
                 now + dt.timedelta(seconds=left) - dt.timedelta(seconds=lifetime_seconds)
             )
+            conn.next_refresh_at = runtime.plan_next_refresh(conn)
         pk = conn.id
     return pk, family

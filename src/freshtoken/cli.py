@@ -165,6 +165,51 @@ def refresh(provider_config_key: str, connection_id: str) -> None:
     raise SystemExit(0 if result.ok else 1)
 
 
+# -- worker and beat --------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None, pool: str) -> None:
+    """Run a Celery worker (extra arguments go to ``celery worker``)."""
+    from freshtoken.worker.celery_app import QUEUE, create_celery
+
+    try:
+        settings = settings_from_env()
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}")
+        return
+    app = create_celery(settings)
+    argv = ["worker", f"--pool={pool}", f"--queues={QUEUE}", f"--loglevel={settings.log_level}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    app.worker_main([*argv, *ctx.args])
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Run Celery beat (exactly one per deployment; it only publishes the scan task)."""
+    from freshtoken.worker.celery_app import create_celery
+
+    try:
+        settings = settings_from_env()
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}")
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_celery(settings)
+    schedule = settings.data_dir / "celerybeat-schedule"
+    app.start(["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}", *ctx.args])
+
+
 # -- mock provider ----------------------------------------------------------------------------
 
 

@@ -170,6 +170,9 @@ def configure_logging(
     # at WARNING (our own token.refresh event records the attempt instead).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Celery's per-task "received"/"succeeded" lines duplicate token.refresh and refresh.scan.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+    logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
     # uvicorn's access log is replaced by our own api.request event.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 

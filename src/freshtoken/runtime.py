@@ -6,6 +6,7 @@ The API, the Celery worker and the CLI each build one :class:`Runtime` at start-
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from freshtoken.clock import Clock, SystemClock
 from freshtoken.crypto import Cipher
 from freshtoken.db.engine import make_engine, make_session_factory, session_scope
 from freshtoken.providers.catalog import ProviderCatalog, load_catalog
+from freshtoken.refresh.policy import plan_next_refresh
 from freshtoken.refresh.seam import NoRefresh, ReadRefresher
 from freshtoken.settings import Settings
+from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore
 
 if TYPE_CHECKING:
@@ -44,7 +47,13 @@ class Runtime:
     def store(self) -> Iterator[ConnectionStore]:
         """A repository over a new session, in one transaction (commit on success)."""
         with session_scope(self.session_factory) as session:
-            yield ConnectionStore(session, self.cipher, self.clock)
+            yield ConnectionStore(session, self.cipher, self.clock, self.plan_next_refresh)
+
+    def plan_next_refresh(self, conn: Connection) -> dt.datetime | None:
+        """When the proactive scan should next refresh ``conn`` (see refresh.policy)."""
+        return plan_next_refresh(
+            conn, self.catalog.get(conn.provider), self.settings, self.clock.now()
+        )
 
     def close(self) -> None:
         """Release pooled connections."""

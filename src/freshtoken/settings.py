@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     refresh_lead_seconds: int = 1200  # default lead: min(20 min, half the token lifetime)
     keepalive_hours: float = 24.0
     claim_ttl_seconds: int = 300
+    # After a transient failure the scan waits this long before trying the row again (the
+    # task's own retries with backoff come first).
+    scan_retry_after_failure_seconds: int = 120
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 

@@ -83,6 +83,42 @@ def needs_refresh(conn: Connection, now: dt.datetime, margin: float) -> bool:
     return (conn.expires_at - now).total_seconds() < margin
 
 
+def keepalive_interval(spec: ProviderSpec | None, settings: Settings) -> float:
+    """Longest a refresh token may go unused before the scan refreshes it anyway.
+
+    ``keepalive_hours`` (24 h by default), shortened to half the provider's
+    ``refresh_token_idle_days`` when that is tighter.
+    """
+    interval = settings.keepalive_hours * 3600
+    if spec is not None and spec.refresh_token_idle_days:
+        interval = min(interval, spec.refresh_token_idle_days * 86400 / 2)
+    return interval
+
+
+def plan_next_refresh(
+    conn: Connection, spec: ProviderSpec | None, settings: Settings, now: dt.datetime
+) -> dt.datetime | None:
+    """When the proactive scan should next look at this connection (None: never).
+
+    The earlier of ``expires_at - refresh_lead`` and, for refresh-token grants, the keep-alive
+    time. A refreshable connection with no known expiry is due now, to learn its expiry.
+    """
+    if (
+        conn.deleted_at is not None
+        or conn.needs_reauth
+        or conn.refresh_exhausted
+        or not is_refreshable(conn)
+    ):
+        return None
+    if conn.expires_at is None:
+        return now
+    due = conn.expires_at - dt.timedelta(seconds=refresh_lead(conn, spec, settings))
+    if conn.credentials_type == "OAUTH2":
+        last = conn.last_refresh_success or now
+        due = min(due, last + dt.timedelta(seconds=keepalive_interval(spec, settings)))
+    return due
+
+
 def is_expired(conn: Connection, now: dt.datetime) -> bool:
     """True when the stored token's expiry has passed (unknown expiry counts as not expired)."""
     return conn.expires_at is not None and conn.expires_at <= now

@@ -17,6 +17,7 @@ The sequence, and why:
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from freshtoken.refresh.locks import (
 )
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.settings import Settings
+from freshtoken.store.credentials import expires_at_of
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore, RefreshWrite
 
@@ -272,7 +274,7 @@ class RefreshService:
             attempt.outcome = "lock_timeout"
             attempt.error_code = "lock_timeout"
             attempt.error_class = TRANSIENT
-            fresh = conn is not None and not self._due(conn)
+            fresh = conn is not None and not self._due(conn, attempt.trigger)
             return RefreshResult(
                 "lock_timeout",
                 conn if fresh else None,
@@ -287,7 +289,7 @@ class RefreshService:
                 attempt.error_class = PERMANENT
                 return RefreshResult("failed", None, {}, attempt.log_id, None)
             moved = seen_version is not None and conn.version != seen_version
-            if (not force or moved) and not self._due(conn):
+            if (not force or moved) and not self._due(conn, attempt.trigger):
                 attempt.outcome = "skipped_fresh"
                 return RefreshResult("skipped_fresh", conn, creds, attempt.log_id)
             return self._call_provider(attempt, conn, creds)
@@ -327,10 +329,13 @@ class RefreshService:
         attempt.new_expires_at = new_creds.get("expires_at")
         if self.before_write is not None:
             self.before_write(conn.id)
+        now = self.clock.now()
         with session_scope(self.session_factory) as session:
-            store = ConnectionStore(session, self.cipher, self.clock)
+            store = self._store(session)
             written = store.cas_write_refresh(
-                conn.id, conn.version, RefreshWrite(new_creds, self.clock.now())
+                conn.id,
+                conn.version,
+                RefreshWrite(new_creds, now, self._plan_after_success(conn, new_creds, now)),
             )
         if not written:
             # Someone wrote a newer token while this holder was stalled: theirs stays.
@@ -351,7 +356,7 @@ class RefreshService:
         attempt.http_status = error.http_status
         now = self.clock.now()
         with session_scope(self.session_factory) as session:
-            store = ConnectionStore(session, self.cipher, self.clock)
+            store = self._store(session)
             current = store.get_connection_by_pk(conn.id)
             if current is None or current.version != conn.version:
                 # The row changed under us (an import or a fenced-out peer): the failure describes
@@ -378,6 +383,20 @@ class RefreshService:
         latest, _ = self._read(conn.id)
         return RefreshResult("failed", latest, creds, attempt.log_id, error)
 
+    def _plan_after_success(
+        self, conn: Connection, creds: dict[str, Any], now: dt.datetime
+    ) -> dt.datetime | None:
+        planned = Connection(
+            provider=conn.provider,
+            credentials_type=conn.credentials_type,
+            has_refresh_token=bool(creds.get("refresh_token")),
+            expires_at=expires_at_of(creds),
+            last_refresh_success=now,
+            needs_reauth=False,
+            refresh_exhausted=False,
+        )
+        return self._plan(planned)
+
     def _grant_request(
         self, conn: Connection, creds: dict[str, Any], spec: ProviderSpec
     ) -> GrantRequest:
@@ -388,7 +407,7 @@ class RefreshService:
             client_secret = creds.get("client_secret")
         else:
             with session_scope(self.session_factory) as session:
-                store = ConnectionStore(session, self.cipher, self.clock)
+                store = self._store(session)
                 integration = store.get_integration(conn.provider_config_key)
                 client_id = integration.client_id if integration else None
                 client_secret = store.client_secret(integration) if integration else None
@@ -403,15 +422,27 @@ class RefreshService:
             client_secret=client_secret,
         )
 
-    def _due(self, conn: Connection) -> bool:
-        spec = self.catalog.get(conn.provider)
-        return policy.needs_refresh(
-            conn, self.clock.now(), policy.read_margin(conn, spec, self.settings)
+    def _store(self, session: Session) -> ConnectionStore:
+        return ConnectionStore(session, self.cipher, self.clock, self._plan)
+
+    def _plan(self, conn: Connection) -> dt.datetime | None:
+        return policy.plan_next_refresh(
+            conn, self.catalog.get(conn.provider), self.settings, self.clock.now()
         )
+
+    def _due(self, conn: Connection, trigger: str = "on_read") -> bool:
+        """Whether the row still needs the refresh this trigger asked for."""
+        spec = self.catalog.get(conn.provider)
+        if trigger == "scheduled":
+            # The scan refreshes ahead of the read margin, inside the (larger) refresh lead.
+            margin = policy.refresh_lead(conn, spec, self.settings)
+        else:
+            margin = policy.read_margin(conn, spec, self.settings)
+        return policy.needs_refresh(conn, self.clock.now(), margin)
 
     def _read(self, pk: int) -> tuple[Connection | None, dict[str, Any]]:
         with session_scope(self.session_factory) as session:
-            store = ConnectionStore(session, self.cipher, self.clock)
+            store = self._store(session)
             conn = store.get_connection_by_pk(pk)
             return conn, (store.credentials(conn) if conn else {})
 

@@ -93,6 +93,11 @@ class Connection(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     # Lease taken by the proactive scan so overlapping scans never enqueue a row twice.
     refresh_claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # When the proactive scan should next refresh this row: expires_at minus the provider's
+    # refresh lead, or the keep-alive time, whichever is first; NULL when nothing can be done
+    # (not refreshable, needs re-authorisation, exhausted, deleted). Derived from expires_at on
+    # every write, so the scan reads only due rows through this index, never the whole table.
+    next_refresh_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     last_fetched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -7,7 +7,7 @@ compare-and-set write that keeps a stale refresher from overwriting a newer toke
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +39,26 @@ class RefreshWrite:
 
     credentials: dict[str, Any]
     refreshed_at: dt.datetime
+    next_refresh_at: dt.datetime | None = None
+
+
+Planner = Callable[[Connection], "dt.datetime | None"]
 
 
 class ConnectionStore:
     """Repository over one SQLAlchemy session; the caller owns the transaction."""
 
-    def __init__(self, session: Session, cipher: Cipher, clock: Clock) -> None:
+    def __init__(
+        self, session: Session, cipher: Cipher, clock: Clock, planner: Planner | None = None
+    ) -> None:
         self.session = session
         self.cipher = cipher
         self.clock = clock
+        # Computes next_refresh_at for the proactive scan after imports and overrides.
+        self.planner = planner
+
+    def _plan(self, conn: Connection) -> None:
+        conn.next_refresh_at = self.planner(conn) if self.planner is not None else None
 
     # -- integrations -------------------------------------------------------------------------
 
@@ -161,6 +172,7 @@ class ConnectionStore:
         conn.has_refresh_token = has_refresh_token(credentials)
         conn.version = (conn.version or 0) + 1
         conn.updated_at = self.clock.now()
+        self._plan(conn)
 
     def upsert_connection(
         self,
@@ -216,6 +228,7 @@ class ConnectionStore:
         conn.last_refresh_error = None
         conn.auth_error_log_id = None
         conn.refresh_claimed_until = None
+        self._plan(conn)
         self.session.flush()
         return conn, created
 
@@ -254,6 +267,8 @@ class ConnectionStore:
         conn.credentials_enc = None
         conn.has_refresh_token = False
         conn.expires_at = None
+        conn.next_refresh_at = None
+        conn.refresh_claimed_until = None
         conn.version = (conn.version or 0) + 1
         conn.updated_at = now
 
@@ -291,6 +306,7 @@ class ConnectionStore:
                 last_refresh_error=None,
                 auth_error_log_id=None,
                 refresh_claimed_until=None,
+                next_refresh_at=write.next_refresh_at,
                 updated_at=write.refreshed_at,
             )
             .execution_options(synchronize_session=False)
@@ -307,6 +323,7 @@ class ConnectionStore:
         needs_reauth: bool,
         error_code: str,
         log_id: str,
+        next_refresh_at: dt.datetime | None = None,
     ) -> None:
         """Record a failed refresh (does not touch credentials or ``version``)."""
         self.session.execute(
@@ -321,6 +338,7 @@ class ConnectionStore:
                 last_refresh_error=error_code[:255],
                 auth_error_log_id=log_id,
                 refresh_claimed_until=None,
+                next_refresh_at=next_refresh_at,
             )
             .execution_options(synchronize_session=False)
         )

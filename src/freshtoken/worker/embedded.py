@@ -1,0 +1,99 @@
+"""The embedded all-in-one (``freshtoken dev``): worker and beat as threads beside the API.
+
+No Redis and no other server: Celery runs on its in-memory broker with a thread pool, and a small
+beat thread publishes the scan task every ``scan_interval_seconds`` (what ``celery beat`` does in
+production). ``--demo`` also starts the mock provider and imports connections whose two-minute
+tokens come due within the first minute, so proactive refreshes show up in the log right away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+from freshtoken.logs import get_logger
+from freshtoken.runtime import Runtime
+from freshtoken.store.credentials import iso
+from freshtoken.worker.celery_app import SCAN_TASK, create_celery
+
+log = get_logger("freshtoken.dev")
+
+DEMO_CONNECTIONS = 5
+DEMO_LIFETIME_SECONDS = 120
+
+
+def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Thread]:
+    """Start the in-process worker and beat threads (daemon threads; they die with the API)."""
+    app = create_celery(runtime.settings, runtime)
+    worker = app.WorkController(
+        pool_cls="threads",
+        concurrency=4,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=runtime.settings.log_level,
+        hostname="embedded@freshtoken",
+        queues=["freshtoken"],
+    )
+    worker_thread = threading.Thread(target=worker.start, name="embedded-worker", daemon=True)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            app.send_task(SCAN_TASK, expires=runtime.settings.scan_interval_seconds)
+            stop.wait(runtime.settings.scan_interval_seconds)
+
+    beat_thread = threading.Thread(target=beat, name="embedded-beat", daemon=True)
+    if demo:
+        _start_demo(runtime)
+    worker_thread.start()
+    beat_thread.start()
+    runtime.extras["embedded_stop"] = stop
+    log.info("dev.embedded_started", broker="memory://", worker_pool="threads")
+    return [worker_thread, beat_thread]
+
+
+def _start_demo(runtime: Runtime) -> Any:
+    """Run the mock provider in-process and import demo connections with 2-minute tokens."""
+    from freshtoken.mockprovider import MockProvider, MockProviderConfig
+
+    provider = MockProvider(
+        MockProviderConfig(token_lifetime_seconds=DEMO_LIFETIME_SECONDS), port=0
+    ).start()
+    runtime.extras["demo_provider"] = provider
+    now = runtime.clock.now()
+    with runtime.store() as store:
+        integration = store.get_integration("demo") or store.create_integration(
+            unique_key="demo",
+            provider="oauth2",
+            display_name="Demo (local mock provider)",
+            client_id=provider.config.client_id,
+            client_secret=provider.config.client_secret,
+        )
+        for i in range(DEMO_CONNECTIONS):
+            family = provider.seed(lifetime_seconds=DEMO_LIFETIME_SECONDS)
+            # Stagger the expiries so the first refreshes come due within seconds.
+            expires = now + dt.timedelta(seconds=70 + 10 * i)
+            conn, _ = store.upsert_connection(
+                integration,
+                connection_id=f"demo-{i + 1}",
+                credentials={
+                    "type": "OAUTH2",
+                    "access_token": family["access_token"],
+                    "refresh_token": family["refresh_token"],
+                    "expires_at": iso(expires),
+                    "raw": {},
+                },
+                connection_config={"token_url": provider.token_url},
+            )
+            conn.last_refresh_success = expires - dt.timedelta(seconds=DEMO_LIFETIME_SECONDS)
+            conn.next_refresh_at = runtime.plan_next_refresh(conn)
+    log.info(
+        "dev.demo_ready",
+        provider_url=provider.url,
+        integration="demo",
+        connections=DEMO_CONNECTIONS,
+        token_lifetime_seconds=DEMO_LIFETIME_SECONDS,
+    )
+    return provider

@@ -1,0 +1,152 @@
+"""Thin Celery tasks: ids in, one call to the scanner or the refresh service, retry policy here.
+
+Retries: transient failures retry with exponential backoff and full jitter, capped so the last
+retry still lands before the token expires; after that the next scan takes over. Permanent
+failures do not retry. A global per-provider rate limit gates every scheduled refresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from freshtoken.db.engine import session_scope
+from freshtoken.logs import get_logger
+from freshtoken.refresh.service import RefreshService
+from freshtoken.store.models import Connection
+from freshtoken.worker.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from freshtoken.worker.scan import Job, RefreshScanner
+
+log = get_logger("freshtoken.worker")
+
+_BACKOFF_BASE_SECONDS = 2.0
+_BACKOFF_CAP_SECONDS = 300.0
+# Waits shorter than this are slept in the task; longer ones re-enqueue with a countdown.
+_MAX_INLINE_WAIT_SECONDS = 2.0
+
+
+def _celery_app(task: Task) -> Celery:
+    return task.app  # type: ignore[no-any-return]
+
+
+def _limiter(app: Celery) -> RateLimiter:
+    from freshtoken.worker.celery_app import runtime_of
+
+    limiter: RateLimiter | None = getattr(app, "freshtoken_limiter", None)
+    if limiter is None:
+        runtime = runtime_of(app)
+        limiter = RedisRateLimiter(runtime.redis) if runtime.redis else LocalRateLimiter()
+        app.freshtoken_limiter = limiter  # type: ignore[attr-defined]
+    return limiter
+
+
+def provider_rate(app: Celery, provider: str) -> float:
+    """Refreshes per second allowed for one provider across all workers."""
+    from freshtoken.worker.celery_app import runtime_of
+
+    runtime = runtime_of(app)
+    spec = runtime.catalog.get(provider)
+    override = spec.raw.get("refresh_rate_limit_per_second") if spec is not None else None
+    if isinstance(override, int | float) and override > 0:
+        return float(override)
+    return runtime.settings.provider_rate_limit_per_second
+
+
+def retry_countdown(
+    retries: int, expires_at: dt.datetime | None, now: dt.datetime, retry_after: float | None
+) -> float | None:
+    """Full-jitter exponential backoff capped to land before expiry (None: leave it to the scan)."""
+    cap = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**retries)
+    countdown = random.uniform(0, cap)
+    if retry_after is not None:
+        countdown = max(countdown, retry_after)
+    if expires_at is not None and expires_at > now:
+        latest = (expires_at - now).total_seconds() - 2
+        if latest <= 0:
+            return None
+        countdown = min(countdown, latest)
+    return countdown
+
+
+def register(app: Celery) -> None:
+    """Register the tasks on ``app``."""
+    from freshtoken.worker.celery_app import (
+        MAX_COUNTDOWN_SECONDS,
+        REFRESH_TASK,
+        SCAN_TASK,
+        runtime_of,
+    )
+
+    def enqueue(job: Job) -> None:
+        refresh_connection.apply_async(
+            args=(job.connection_pk, job.provider, job.trigger, job.seen_version),
+            countdown=min(job.countdown, MAX_COUNTDOWN_SECONDS),
+        )
+
+    @app.task(name=SCAN_TASK, ignore_result=True)
+    def scan_due_connections() -> dict[str, Any]:
+        """Claim due connections and enqueue one refresh each."""
+        report = RefreshScanner(runtime_of(app), enqueue).scan()
+        return {"due": report.due, "enqueued": report.enqueued}
+
+    @app.task(name=REFRESH_TASK, bind=True, ignore_result=True, max_retries=None)
+    def refresh_connection(
+        self: Task, connection_pk: int, provider: str, trigger: str, seen_version: int
+    ) -> str:
+        """Refresh one connection (ids only), gated by the provider's global rate limit."""
+        runtime = runtime_of(app)
+        limiter = _limiter(app)
+        rate = provider_rate(app, provider)
+        while (wait := limiter.acquire(f"provider:{provider}", rate)) > 0:
+            if wait > _MAX_INLINE_WAIT_SECONDS:
+                _extend_claim(runtime, connection_pk, wait)
+                self.apply_async(
+                    args=(connection_pk, provider, trigger, seen_version), countdown=wait
+                )
+                return "rate_limited"
+            time.sleep(wait)
+        service = runtime.extras["refresh_service"]
+        assert isinstance(service, RefreshService)
+        retries = int(self.request.retries or 0)
+        result = service.refresh(
+            connection_pk,
+            trigger=trigger,
+            # Keep-alive refreshes a token that is not due yet; seen_version still lets a refresh
+            # by someone else since the claim satisfy it.
+            force=trigger == "keepalive",
+            seen_version=seen_version if trigger == "keepalive" else None,
+            attempt=retries + 1,
+        )
+        error = result.error
+        if result.outcome != "failed" or error is None or error.permanent:
+            return result.outcome
+        if retries >= runtime.settings.task_max_retries:
+            return result.outcome
+        expires_at = result.connection.expires_at if result.connection else None
+        countdown = retry_countdown(retries, expires_at, runtime.clock.now(), error.retry_after)
+        if countdown is None:
+            return result.outcome
+        _extend_claim(runtime, connection_pk, countdown)
+        raise self.retry(countdown=countdown, max_retries=runtime.settings.task_max_retries)
+
+    app.freshtoken_tasks = {  # type: ignore[attr-defined]
+        "scan": scan_due_connections,
+        "refresh": refresh_connection,
+    }
+
+
+def _extend_claim(runtime: Any, connection_pk: int, seconds: float) -> None:
+    """Keep the scan off a row whose retry is already queued."""
+    from sqlalchemy import update
+
+    until = runtime.clock.now() + dt.timedelta(seconds=seconds + runtime.settings.claim_ttl_seconds)
+    with session_scope(runtime.session_factory) as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_pk, Connection.next_refresh_at.is_not(None))
+            .values(next_refresh_at=until, refresh_claimed_until=until)
+        )
