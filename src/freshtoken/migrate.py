@@ -18,7 +18,9 @@ def alembic_config(engine: Engine) -> Config:
     """An Alembic config whose scripts live in ``freshtoken.migrations``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("freshtoken") / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # ConfigParser interpolates '%': escape it (URL-encoded options such as search_path use it).
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 
 
