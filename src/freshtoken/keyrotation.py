@@ -76,8 +76,9 @@ def rotate_keys(
                 else:
                     # A refresh wrote meanwhile, already under the current key.
                     report.skipped_concurrent += 1
-            if progress:
-                progress(len(rows))
+        # Reported only once committed, so an interrupted run never overstates its progress.
+        if progress:
+            progress(len(rows))
     with runtime.store() as store:
         integrations = store.session.scalars(
             select(Integration)

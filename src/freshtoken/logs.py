@@ -52,7 +52,7 @@ _INLINE_PATTERNS = (
     re.compile(
         r"(?i)(\b(?:access|refresh|id)[_-]?token|client[_-]?secret|api[_-]?key|apikey|password"
         r"|secret[_-]?key|encryption[_-]?key|oauth[_-]?token(?:[_-]?secret)?|\btoken)"
-        r"""(["']?\s*[:=]\s*\\?["']?)([^"'&\s,;}\]\\]+)"""
+        r"""(\\?["']?\s*[:=]\s*\\?["']?)([^"'&\s,;}\]\\]+)"""
     ),
     re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9\-._~+/]+=*)"),
 )
@@ -85,8 +85,7 @@ def scrub_text(text: str) -> str:
 def redact_value(value: Any, key: str | None = None) -> Any:
     """Redact a value recursively: secret-named keys are replaced, strings are scrubbed."""
     if key is not None and _normalise(key) in _SECRET_KEYS and value not in (None, "", {}, []):
-        if isinstance(value, dict | list):
-            return redact_value(value)
+        # Whatever its shape: a list of old keys or a {"value": ...} token is still a secret.
         return REDACTED
     if isinstance(value, str):
         return scrub_text(value)

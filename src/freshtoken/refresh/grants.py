@@ -61,15 +61,20 @@ class GrantRequest:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, (parsed - dt.datetime.now(dt.UTC)).total_seconds())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:  # "-0000" means UTC with unknown local zone (RFC 5322)
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return max(0.0, (parsed - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _error_code(body: Any) -> str | None:

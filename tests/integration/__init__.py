@@ -1,0 +1,1 @@
+"""Integration tests: they need the real PostgreSQL and Redis services."""
