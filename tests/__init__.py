@@ -1,0 +1,1 @@
+"""freshtoken test suite."""

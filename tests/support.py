@@ -69,7 +69,7 @@ def pg_schema_url() -> str:
             schema = f"t_{uuid.uuid4().hex[:12]}"
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         engine.dispose()
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception:
         require_service("PostgreSQL", reachable=False)
         raise
     sep = "&" if "?" in PG_URL else "?"

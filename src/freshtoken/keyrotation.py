@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 
 from freshtoken.crypto import aad_for
 from freshtoken.runtime import Runtime
@@ -71,7 +72,7 @@ def rotate_keys(
                     .values(credentials_enc=fresh)
                     .execution_options(synchronize_session=False)
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
+                if cast("CursorResult[Any]", result).rowcount == 1:
                     report.connections += 1
                 else:
                     # A refresh wrote meanwhile, already under the current key.

@@ -91,7 +91,7 @@ def test_settings_are_frozen() -> None:
     """Settings cannot be mutated after construction (built once, passed in)."""
     try:
         SETTINGS.read_margin_seconds = 1  # type: ignore[misc]
-    except Exception as exc:  # noqa: BLE001 - pydantic raises ValidationError
+    except Exception as exc:
         assert "frozen" in str(exc).lower()
     else:  # pragma: no cover
         raise AssertionError("settings were mutable")

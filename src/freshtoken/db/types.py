@@ -34,7 +34,8 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return None
         if isinstance(value, str):  # raw SQL on SQLite can hand back strings
             value = dt.datetime.fromisoformat(value)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        moment: dt.datetime = value
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 # JSONB on PostgreSQL (containment queries for tags), JSON text elsewhere.

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from freshtoken.clock import Clock
@@ -234,7 +234,7 @@ class ConnectionStore:
 
     def list_connections(self, filters: ConnectionFilters) -> list[Connection]:
         """Live connections matching the filters, newest first (Nango's order)."""
-        stmt: Select[tuple[Connection]] = select(Connection).where(Connection.deleted_at.is_(None))
+        stmt = select(Connection).where(Connection.deleted_at.is_(None))
         if filters.connection_id:
             stmt = stmt.where(Connection.connection_id == filters.connection_id)
         if filters.integration_ids:
@@ -311,7 +311,7 @@ class ConnectionStore:
             )
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return cast("CursorResult[Any]", result).rowcount == 1
 
     def write_failure(
         self,

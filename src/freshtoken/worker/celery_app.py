@@ -66,8 +66,8 @@ def create_celery(settings: Settings, runtime: Runtime | None = None) -> Celery:
 
     app = Celery("freshtoken", set_as_current=False)
     app.conf.update(celery_config(settings))
-    app.freshtoken_settings = settings  # type: ignore[attr-defined]
-    app.freshtoken_runtime = runtime  # type: ignore[attr-defined]
+    app.freshtoken_settings = settings
+    app.freshtoken_runtime = runtime
     tasks.register(app)
     return app
 
@@ -79,7 +79,7 @@ def runtime_of(app: Celery) -> Runtime:
         from freshtoken.bootstrap import runtime_from_env
 
         runtime = runtime_from_env()
-        app.freshtoken_runtime = runtime  # type: ignore[attr-defined]
+        app.freshtoken_runtime = runtime
     return runtime
 
 

@@ -30,7 +30,7 @@ _MAX_INLINE_WAIT_SECONDS = 2.0
 
 
 def _celery_app(task: Task) -> Celery:
-    return task.app  # type: ignore[no-any-return]
+    return task.app
 
 
 def _limiter(app: Celery) -> RateLimiter:
@@ -40,7 +40,7 @@ def _limiter(app: Celery) -> RateLimiter:
     if limiter is None:
         runtime = runtime_of(app)
         limiter = RedisRateLimiter(runtime.redis) if runtime.redis else LocalRateLimiter()
-        app.freshtoken_limiter = limiter  # type: ignore[attr-defined]
+        app.freshtoken_limiter = limiter
     return limiter
 
 
@@ -133,7 +133,7 @@ def register(app: Celery) -> None:
         _extend_claim(runtime, connection_pk, countdown)
         raise self.retry(countdown=countdown, max_retries=runtime.settings.task_max_retries)
 
-    app.freshtoken_tasks = {  # type: ignore[attr-defined]
+    app.freshtoken_tasks = {
         "scan": scan_due_connections,
         "refresh": refresh_connection,
     }

@@ -1,0 +1,1 @@
+"""Refresh engine unit tests."""
