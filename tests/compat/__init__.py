@@ -1,0 +1,1 @@
+"""Compatibility tests: third-party clients driven against a live freshtoken API."""
