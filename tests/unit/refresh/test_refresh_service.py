@@ -393,3 +393,60 @@ def test_import_without_expiry_is_refreshed(runtime: Runtime, provider: MockProv
     assert conn.expires_at is None
     new_conn, _ = _service(runtime).refresh_for_read(conn, creds, force=False)
     assert new_conn.expires_at is not None
+
+
+def test_lock_timeout_serves_the_fresh_token_and_never_refreshes(
+    tmp_path: Path, provider: MockProvider
+) -> None:
+    """A caller that times out on the lock re-reads; it never calls the provider without the lock."""
+    rt = make_runtime(make_settings(tmp_path, lock_wait_seconds=0.3))
+    service = _service(rt)
+    pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
+    held = service.locks.acquire(f"refresh:{pk}", 30, 0)
+    assert held is not None
+    conn, creds = _read(rt, pk)
+    with capture_logs() as logs, pytest.raises(RefreshDenied) as denied:
+        service.refresh_for_read(conn, creds, force=False)
+    assert (denied.value.http_status, denied.value.reason) == (424, "lock_timeout")
+    assert provider.stats()["token_calls"] == 0
+    (event,) = _refresh_events(logs)
+    assert event["outcome"] == "lock_timeout"
+    assert event["lock_wait_ms"] >= 250
+    # Meanwhile the holder refreshed: a timed-out caller now gets the holder's fresh token.
+    with rt.store() as store:
+        row = store.get_connection_by_pk(pk)
+        assert row is not None
+        fresh = dict(store.credentials(row), expires_at="2999-01-01T00:00:00.000Z")
+        store.set_credentials(row, fresh)
+    result = service.refresh(pk, trigger="on_read")
+    assert result.outcome == "lock_timeout" and result.ok
+    assert result.credentials["expires_at"] == "2999-01-01T00:00:00.000Z"
+    assert provider.stats()["token_calls"] == 0
+    held.release()
+
+
+def test_client_credentials_connection_is_refreshed(
+    runtime: Runtime, provider: MockProvider
+) -> None:
+    """An OAUTH2_CC connection re-runs the client-credentials grant with its own client."""
+    with runtime.store() as store:
+        integration = store.create_integration(unique_key="cc", provider="oauth2-cc")
+        conn, _ = store.upsert_connection(
+            integration,
+            connection_id="cc-1",
+            credentials={
+                "type": "OAUTH2_CC",
+                "token": "old-cc-token",
+                "client_id": provider.config.client_id,
+                "client_secret": provider.config.client_secret,
+                "expires_at": "2000-01-01T00:00:00.000Z",
+            },
+            connection_config={"token_url": provider.token_url},
+        )
+        pk = conn.id
+    conn, creds = _read(runtime, pk)
+    _, served = _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert served["token"] != "old-cc-token"
+    assert provider.is_access_token_valid(served["token"])
+    assert served["client_secret"] == provider.config.client_secret
+    assert provider.stats()["client_credentials_calls"] == 1
