@@ -37,7 +37,7 @@ class _KeptFileHandler(logging.FileHandler):
 _state: dict[str, object] = {}
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001 - hook signature
     """Attach a handler that records every log line of the session to a file."""
     path = Path(tempfile.mkstemp(prefix="freshtoken-leakcheck-", suffix=".jsonl")[1])
     handler = _KeptFileHandler(path, encoding="utf-8")
@@ -45,7 +45,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     handler.setLevel(logging.DEBUG)
     root = logging.getLogger()
     root.addHandler(handler)
-    # Record info lines too (token.refresh, refresh.scan) even in tests that never configure logging.
+    # Record info lines (token.refresh, refresh.scan) even where no test configured logging.
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     _state.update(path=path, handler=handler)
@@ -61,7 +61,7 @@ def _scan(text: str) -> list[str]:
     return found
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # noqa: ARG001
     """Fail the session if any captured log line carries a secret."""
     handler = _state.get("handler")
     path = _state.get("path")
