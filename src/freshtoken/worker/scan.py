@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
@@ -52,6 +52,24 @@ class ScanReport:
     duration_ms: float = 0.0
     pages: int = 0
     jobs: list[Job] = field(default_factory=list)
+
+
+def due_rows_statement(
+    now: dt.datetime, batch: int, *, postgres: bool
+) -> Select[tuple[Connection]]:
+    """The claim query: due rows in due order, through the ``next_refresh_at`` index.
+
+    On PostgreSQL rows another scan has locked are skipped rather than waited for.
+    """
+    stmt = (
+        select(Connection)
+        .where(Connection.next_refresh_at <= now, Connection.deleted_at.is_(None))
+        .order_by(Connection.next_refresh_at)
+        .limit(batch)
+    )
+    if postgres:
+        stmt = stmt.with_for_update(skip_locked=True, of=Connection)
+    return stmt
 
 
 class RefreshScanner:
@@ -117,15 +135,8 @@ class RefreshScanner:
         settings = runtime.settings
         now = runtime.clock.now()
         with session_scope(runtime.session_factory) as session:
-            stmt = (
-                select(Connection)
-                .where(Connection.next_refresh_at <= now, Connection.deleted_at.is_(None))
-                .order_by(Connection.next_refresh_at)
-                .limit(batch)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True, of=Connection)
-            rows = list(session.scalars(stmt))
+            postgres = session.get_bind().dialect.name == "postgresql"
+            rows = list(session.scalars(due_rows_statement(now, batch, postgres=postgres)))
             overdue = (
                 max((now - r.next_refresh_at).total_seconds() for r in rows if r.next_refresh_at)
                 if rows
