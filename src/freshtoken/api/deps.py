@@ -1,0 +1,214 @@
+"""Request plumbing shared by every route: the runtime, authentication and JSON parsing.
+
+Authentication runs in :class:`AuthedRoute`'s handler wrapper, before FastAPI reads the body or
+validates parameters, so an unauthenticated caller learns nothing about a route's inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import Response
+
+from freshtoken.api.errors import ApiError, invalid_query
+from freshtoken.runtime import Runtime
+
+MAX_JSON_DEPTH = 64
+BEARER_SCHEME = "bearerAuth"
+# Query parameters declared as arrays; any other parameter given twice is rejected, as Nango's
+# zod schemas reject the array Express makes of a repeated key.
+REPEATABLE_QUERY = frozenset({"include"})
+
+MISSING_AUTH_MESSAGE = "Authentication failed. The request is missing the Authorization header."
+MALFORMED_AUTH_MESSAGE = (
+    "Authentication failed. The provided Authorization header is malformed; "
+    "expected 'Bearer <secret key>'."
+)
+UNKNOWN_KEY_MESSAGE = "Authentication failed. The provided secret key is not valid."
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The process runtime (async so it does not cost a threadpool hop)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def key_digest(key: str) -> bytes:
+    """SHA-256 of a key: comparing digests is constant-time whatever the key's length."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def authenticate(request: Request) -> None:
+    """Check ``Authorization: Bearer <secret key>`` or raise a 401 ApiError."""
+    header = request.headers.get("authorization")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not header:
+        raise ApiError(401, "missing_auth_header", MISSING_AUTH_MESSAGE, headers=challenge)
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise ApiError(401, "malformed_auth_header", MALFORMED_AUTH_MESSAGE, headers=challenge)
+    expected: bytes = request.app.state.secret_key_digest
+    if not hmac.compare_digest(key_digest(token), expected):
+        raise ApiError(401, "unknown_account", UNKNOWN_KEY_MESSAGE, headers=challenge)
+
+
+def _json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when containers nest deeper than ``limit`` (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body with orjson; invalid UTF-8, bad JSON or deep nesting → 400.
+
+    Errors are ``json.JSONDecodeError`` (orjson's subclasses it), which FastAPI turns into a
+    ``json_invalid`` validation error and the handlers into 400 ``invalid_body``.
+    """
+    value = orjson.loads(body)
+    if _json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
+    return value
+
+
+class ApiRequest(Request):
+    """A request whose JSON body is parsed by :func:`parse_json`."""
+
+    async def json(self) -> Any:
+        """The parsed body (cached)."""
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class PublicRoute(APIRoute):
+    """A route without authentication (health); JSON bodies still go through orjson."""
+
+    requires_auth = False
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler: authenticate first, then parse with :class:`ApiRequest`."""
+        handler = super().get_route_handler()
+        requires_auth = self.requires_auth
+
+        async def route_handler(request: Request) -> Response:
+            if requires_auth:
+                authenticate(request)
+            reject_repeated_query(request)
+            return await handler(ApiRequest(request.scope, request.receive))
+
+        return route_handler
+
+
+class AuthedRoute(PublicRoute):
+    """A route that requires the bearer secret key (documented in OpenAPI)."""
+
+    requires_auth = True
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        extra = dict(kwargs.pop("openapi_extra", None) or {})
+        extra.setdefault("security", [{BEARER_SCHEME: []}])
+        super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
+
+
+QueryCheck = Callable[[Request], Coroutine[Any, Any, None]]
+
+
+def reject_repeated_query(request: Request) -> None:
+    """400 ``invalid_query_params`` when a scalar query parameter is given more than once."""
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        if key in seen and key not in REPEATABLE_QUERY:
+            raise invalid_query("Query parameter given more than once", [key])
+        seen.add(key)
+
+
+def _is_tag_param(key: str) -> bool:
+    return key.startswith("tags[") and key.endswith("]")
+
+
+def strict_query(*allowed: str, tags: bool = False) -> QueryCheck:
+    """A dependency rejecting query parameters outside ``allowed`` (``tags[...]`` if ``tags``)."""
+    allowed_set = frozenset(allowed)
+
+    async def check(request: Request) -> None:
+        for key in request.query_params:
+            if key in allowed_set:
+                continue
+            if tags and _is_tag_param(key):
+                continue
+            raise invalid_query("Unrecognized query parameter", [key])
+
+    return check
+
+
+def tag_filters(request: Request) -> dict[str, str]:
+    """``tags[key]=value`` query parameters → ``{key (lower-cased): value}``.
+
+    Keys are 1 to 64 characters and values 1 to 255, as for stored tags; others are a 400.
+    """
+    tags: dict[str, str] = {}
+    for param, value in request.query_params.multi_items():
+        if not _is_tag_param(param):
+            continue
+        key = param[5:-1]
+        if not 1 <= len(key) <= 64 or not 1 <= len(value) <= 255:
+            raise ApiError(
+                400,
+                "invalid_query_params",
+                "Invalid query parameters.",
+                errors=[
+                    {
+                        "code": "invalid_tag",
+                        "message": "Tag keys must be 1-64 and values 1-255 characters",
+                        "path": [param],
+                    }
+                ],
+            )
+        tags[key.lower()] = value
+    return tags
+
+
+class ConnectionIdConvertor(Convertor[str]):
+    """Like Starlette's ``path`` (ids may contain ``/``) but never ending in ``/metadata``.
+
+    ``/connection/{connectionId}`` (GET, DELETE) would otherwise also match the legacy
+    ``/connection/{connectionId}/metadata`` URLs, answering their other methods as a read of an
+    id ending in ``/metadata`` instead of 405, which Nango's router does not do either.
+    """
+
+    regex = r"(?!.*/metadata$).*"
+
+    def convert(self, value: str) -> str:
+        """Return the matched text."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """Return the id as URL text."""
+        return value
+
+
+CONNECTION_ID_CONVERTOR = "connection_id"
+register_url_convertor(CONNECTION_ID_CONVERTOR, ConnectionIdConvertor())

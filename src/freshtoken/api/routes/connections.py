@@ -1,0 +1,336 @@
+"""Connections: read with credentials (the hot path), list, import, patch and delete.
+
+Both Nango spellings are served: ``/connections/...`` and the deprecated ``/connection/...``.
+The path parameter uses Starlette's ``path`` convertor (``connection_id`` for the singular
+routes, see :class:`~freshtoken.api.deps.ConnectionIdConvertor`) so that ids containing ``/``
+(sent as ``%2F``, which servers decode before routing) still reach the handler, as in Nango.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
+from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
+from freshtoken.api.schemas import (
+    CONNECTION_ID_PATTERN,
+    ApiKeyCredentialsIn,
+    BasicCredentialsIn,
+    ConnectionFullOut,
+    ConnectionListOut,
+    CredentialsIn,
+    GetConnectionQuery,
+    OAuth1CredentialsIn,
+    OAuth2ClientCredentialsIn,
+    OAuth2CredentialsIn,
+    PatchConnectionBody,
+    PostConnectionBody,
+    ProviderConfigKeyQuery,
+    SuccessOut,
+)
+from freshtoken.api.serialize import (
+    JSONBytesResponse,
+    connection_denied,
+    connection_full,
+    connection_list_item,
+)
+from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.store.models import Connection
+from freshtoken.store.repository import ConnectionFilters, fetch_for_read
+
+router = APIRouter(route_class=AuthedRoute, tags=["connections"])
+
+ConnectionIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)]
+
+UNKNOWN_CONNECTION_MESSAGE = (
+    "No connection matching the provided params of 'connection_id' and 'provider_config_key'."
+)
+LIST_PARAMS = (
+    "connectionId",
+    "search",
+    "integrationId",
+    "endUserId",
+    "endUserOrganizationId",
+    "limit",
+    "page",
+)
+_TAGS_PARAMETER = {
+    "name": "tags",
+    "in": "query",
+    "required": False,
+    "style": "deepObject",
+    "explode": True,
+    "description": "Filter on tags: tags[key]=value (keys are compared lower-cased).",
+    "schema": {
+        "type": "object",
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+}
+
+
+# -- GET one ------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/connections/{connectionId:path}",
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 500, 503),
+)
+@router.get(
+    "/connection/{connectionId:connection_id}",
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 500, 503),
+    deprecated=True,
+)
+def get_connection(
+    connectionId: ConnectionIdPath,
+    query: Annotated[GetConnectionQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Return a connection and its credentials, refreshing them first when they are due."""
+    # One statement (UPDATE ... RETURNING also stamps last_fetched_at), committed before the
+    # refresher runs: it opens its own sessions, and SQLite allows one writer at a time.
+    with runtime.store() as store:
+        conn = fetch_for_read(
+            store.session, query.provider_config_key, connectionId, runtime.clock.now()
+        )
+        if conn is None:
+            if store.get_integration(query.provider_config_key) is None:
+                raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+            raise ApiError(404, "not_found", "Failed to find connection")
+    credentials = store.credentials(conn)  # decryption only: no database access
+    try:
+        conn, credentials = runtime.refresher.refresh_for_read(
+            conn, credentials, force=query.force_refresh
+        )
+    except RefreshDenied as exc:
+        shown = exc.connection if exc.connection is not None else conn
+        return error_response(
+            exc.http_status,
+            "invalid_credentials",
+            exc.message,
+            payload={"connection": connection_denied(shown, exc.log_id)},
+        )
+    return JSONBytesResponse(
+        connection_full(conn, credentials, include_refresh_token=query.refresh_token)
+    )
+
+
+# -- list ---------------------------------------------------------------------------------------
+
+
+def _search_matches(conn: Connection, needle: str) -> bool:
+    """Nango's search: connection id, end-user display name or email, case-insensitive."""
+    user = conn.end_user or {}
+    haystacks = (conn.connection_id, user.get("display_name"), user.get("email"))
+    return any(isinstance(h, str) and needle in h.lower() for h in haystacks)
+
+
+def _organization_matches(conn: Connection, organization_id: str) -> bool:
+    org = (conn.end_user or {}).get("organization")
+    return isinstance(org, dict) and org.get("id") == organization_id
+
+
+@router.get(
+    "/connections",
+    response_model=ConnectionListOut,
+    responses=error_responses(400, 401, 500, 503),
+    dependencies=[Depends(strict_query(*LIST_PARAMS, tags=True))],
+    openapi_extra={"parameters": [_TAGS_PARAMETER]},
+)
+@router.get(
+    "/connection",
+    response_model=ConnectionListOut,
+    responses=error_responses(400, 401, 500, 503),
+    dependencies=[Depends(strict_query(*LIST_PARAMS, tags=True))],
+    openapi_extra={"parameters": [_TAGS_PARAMETER]},
+    deprecated=True,
+)
+def list_connections(
+    request: Request,
+    runtime: RuntimeDep,
+    connectionId: Annotated[str | None, Query(max_length=255)] = None,
+    search: Annotated[str | None, Query(max_length=255)] = None,
+    integrationId: Annotated[str | None, Query(max_length=8192)] = None,
+    endUserId: Annotated[str | None, Query(max_length=255)] = None,
+    endUserOrganizationId: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=2000)] = None,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Response:
+    """List connections (without credentials), newest first."""
+    integration_ids = tuple(p.strip() for p in (integrationId or "").split(",") if p.strip())
+    effective_limit = limit if limit is not None else 10_000  # Nango's default
+    # The store filters connection id only; Nango's search also covers the end user's name and
+    # email, and the organisation filter is on end_user JSON. Those are filtered here, before
+    # paginating, so pages stay correct.
+    post_filter = bool(search) or bool(endUserOrganizationId)
+    filters = ConnectionFilters(
+        connection_id=connectionId or None,
+        search=None if post_filter else (search or None),
+        integration_ids=integration_ids,
+        end_user_id=endUserId or None,
+        tags=tag_filters(request),
+        limit=sys.maxsize if post_filter else effective_limit,
+        page=0 if post_filter else page,
+    )
+    with runtime.store() as store:
+        rows = store.list_connections(filters)
+    if post_filter:
+        if search:
+            needle = search.lower()
+            rows = [r for r in rows if _search_matches(r, needle)]
+        if endUserOrganizationId:
+            rows = [r for r in rows if _organization_matches(r, endUserOrganizationId)]
+        start = page * effective_limit
+        rows = rows[start : start + effective_limit]
+    return JSONBytesResponse({"connections": [connection_list_item(r) for r in rows]})
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
+    """The credentials dict as stored (``expires_at`` already ISO); ``raw`` built if absent."""
+    if isinstance(creds, OAuth2CredentialsIn):
+        token = _present(
+            access_token=creds.access_token,
+            refresh_token=creds.refresh_token,
+            expires_at=creds.expires_at,
+        )
+        out: dict[str, Any] = {
+            "type": "OAUTH2",
+            **token,
+            "raw": creds.raw if creds.raw is not None else dict(token),
+        }
+        if creds.config_override is not None:
+            out["config_override"] = creds.config_override.model_dump(exclude_none=True)
+        return out
+    if isinstance(creds, OAuth2ClientCredentialsIn):
+        return {
+            "type": "OAUTH2_CC",
+            **_present(token=creds.token, expires_at=creds.expires_at),
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+            "raw": (
+                creds.raw
+                if creds.raw is not None
+                else _present(access_token=creds.token, expires_at=creds.expires_at)
+            ),
+        }
+    if isinstance(creds, OAuth1CredentialsIn):
+        token = {"oauth_token": creds.oauth_token, "oauth_token_secret": creds.oauth_token_secret}
+        return {"type": "OAUTH1", **token, "raw": dict(token)}
+    if isinstance(creds, ApiKeyCredentialsIn):
+        return {"type": "API_KEY", "apiKey": creds.apiKey}
+    assert isinstance(creds, BasicCredentialsIn)
+    return {"type": "BASIC", "username": creds.username, "password": creds.password}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@router.post(
+    "/connections",
+    status_code=201,
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 409, 413, 500, 503),
+    dependencies=[Depends(strict_query())],
+)
+@router.post(
+    "/connection",
+    status_code=201,
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 409, 413, 500, 503),
+    dependencies=[Depends(strict_query())],
+    deprecated=True,
+)
+def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
+    """Import a connection, or override the live one with the same id."""
+    with runtime.store() as store:
+        integration = store.get_integration(body.provider_config_key)
+        if integration is None:
+            raise ApiError(404, "not_found", "Integration does not exist")
+        spec = runtime.catalog.get(integration.provider)
+        if spec is not None and body.credentials.type != spec.auth_mode:
+            raise invalid_body(
+                f"credentials.type must be {spec.auth_mode} for provider {integration.provider}",
+                ["credentials", "type"],
+            )
+        credentials = stored_credentials(body.credentials)
+        conn, _created = store.upsert_connection(
+            integration,
+            connection_id=body.connection_id or str(uuid.uuid4()),
+            credentials=credentials,
+            connection_config=body.connection_config,
+            metadata=body.metadata,
+            tags=dict(body.tags) if body.tags is not None else None,
+            end_user=body.end_user.model_dump() if body.end_user is not None else None,
+        )
+        if body.webhook_url_override is not None:
+            conn.webhook_url_override = body.webhook_url_override or None
+        store.session.flush()
+    return JSONBytesResponse(
+        connection_full(conn, credentials, include_refresh_token=False), status_code=201
+    )
+
+
+# -- patch and delete ---------------------------------------------------------------------------
+
+
+@router.patch(
+    "/connections/{connectionId:path}",
+    response_model=SuccessOut,
+    responses=error_responses(400, 401, 404, 413, 500, 503),
+)
+def patch_connection(
+    connectionId: ConnectionIdPath,
+    query: Annotated[ProviderConfigKeyQuery, Query()],
+    body: PatchConnectionBody,
+    runtime: RuntimeDep,
+) -> Response:
+    """Update a connection's end user, tags or webhook URL override ("" clears it)."""
+    given = body.model_fields_set
+    with runtime.store() as store:
+        conn = store.get_connection(query.provider_config_key, connectionId)
+        if conn is None:
+            raise ApiError(404, "unknown_connection", UNKNOWN_CONNECTION_MESSAGE)
+        if "end_user" in given:
+            conn.end_user = body.end_user.model_dump() if body.end_user is not None else None
+        if "tags" in given:
+            conn.tags = dict(body.tags) if body.tags is not None else {}
+        if "webhook_url_override" in given:
+            conn.webhook_url_override = body.webhook_url_override or None
+        conn.updated_at = runtime.clock.now()
+    return JSONBytesResponse({"success": True})
+
+
+@router.delete(
+    "/connections/{connectionId:path}",
+    response_model=SuccessOut,
+    responses=error_responses(400, 401, 404, 500, 503),
+)
+@router.delete(
+    "/connection/{connectionId:connection_id}",
+    response_model=SuccessOut,
+    responses=error_responses(400, 401, 404, 500, 503),
+    deprecated=True,
+)
+def delete_connection(
+    connectionId: ConnectionIdPath,
+    query: Annotated[ProviderConfigKeyQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Delete a connection (soft delete; its credentials are wiped)."""
+    with runtime.store() as store:
+        conn = store.get_connection(query.provider_config_key, connectionId)
+        if conn is None:
+            raise ApiError(404, "unknown_connection", UNKNOWN_CONNECTION_MESSAGE)
+        store.soft_delete(conn)
+    return JSONBytesResponse({"success": True})

@@ -1,0 +1,182 @@
+"""Integrations (Nango's provider configs): list, create, read, update, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import update
+from starlette.responses import Response
+
+from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query
+from freshtoken.api.errors import ApiError, error_responses, invalid_body
+from freshtoken.api.schemas import (
+    PROVIDER_CONFIG_KEY_PATTERN,
+    GetIntegrationQuery,
+    IntegrationCredentialsIn,
+    IntegrationDataOut,
+    IntegrationListOut,
+    PatchIntegrationBody,
+    PostIntegrationBody,
+    SuccessOut,
+)
+from freshtoken.api.serialize import JSONBytesResponse, integration
+from freshtoken.providers.catalog import ProviderSpec
+from freshtoken.store.models import Connection, Integration
+from freshtoken.store.repository import ConnectionStore
+
+router = APIRouter(route_class=AuthedRoute, tags=["integrations"])
+
+UniqueKeyPath = Annotated[
+    str, Path(min_length=1, max_length=255, pattern=PROVIDER_CONFIG_KEY_PATTERN)
+]
+NOT_FOUND_MESSAGE = "Integration does not exist"
+DUPLICATE_MESSAGE = "Unique key already exists"
+
+
+def _check_credentials_type(
+    credentials: IntegrationCredentialsIn | None, spec: ProviderSpec | None
+) -> None:
+    if credentials is not None and spec is not None and credentials.type != spec.auth_mode:
+        raise invalid_body(
+            f"credentials.type must be {spec.auth_mode} for provider {spec.name}",
+            ["credentials", "type"],
+        )
+
+
+def _credentials_out(
+    store: ConnectionStore, row: Integration, spec: ProviderSpec | None
+) -> dict[str, Any]:
+    return {
+        "type": spec.auth_mode if spec is not None else None,
+        "client_id": row.client_id,
+        "client_secret": store.client_secret(row),
+        "scopes": row.scopes,
+    }
+
+
+@router.get(
+    "/integrations",
+    response_model=IntegrationListOut,
+    responses=error_responses(400, 401, 500, 503),
+    dependencies=[Depends(strict_query())],
+)
+def list_integrations(runtime: RuntimeDep) -> Response:
+    """List integrations (without credentials)."""
+    with runtime.store() as store:
+        rows = store.list_integrations()
+    catalog = runtime.catalog
+    return JSONBytesResponse({"data": [integration(r, catalog.get(r.provider)) for r in rows]})
+
+
+@router.post(
+    "/integrations",
+    response_model=IntegrationDataOut,
+    responses=error_responses(400, 401, 409, 413, 500, 503),
+    dependencies=[Depends(strict_query())],
+)
+def create_integration(body: PostIntegrationBody, runtime: RuntimeDep) -> Response:
+    """Create an integration for a provider of the catalog."""
+    spec = runtime.catalog.get(body.provider)
+    if spec is None:
+        raise invalid_body("Invalid provider: not in the provider catalog", ["provider"])
+    _check_credentials_type(body.credentials, spec)
+    creds = body.credentials
+    with runtime.store() as store:
+        if store.get_integration(body.unique_key) is not None:
+            raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
+        row = store.create_integration(
+            unique_key=body.unique_key,
+            provider=body.provider,
+            display_name=body.display_name,
+            client_id=creds.client_id if creds else None,
+            client_secret=creds.client_secret if creds else None,
+            scopes=creds.scopes if creds else None,
+        )
+    return JSONBytesResponse({"data": integration(row, spec)})
+
+
+@router.get(
+    "/integrations/{uniqueKey}",
+    response_model=IntegrationDataOut,
+    responses=error_responses(400, 401, 404, 500, 503),
+)
+def get_integration(
+    uniqueKey: UniqueKeyPath,
+    query: Annotated[GetIntegrationQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Return an integration; ``include=credentials`` adds its OAuth client."""
+    with runtime.store() as store:
+        row = store.get_integration(uniqueKey)
+        if row is None:
+            raise ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+        spec = runtime.catalog.get(row.provider)
+        credentials = _credentials_out(store, row, spec) if "credentials" in query.include else None
+    return JSONBytesResponse(
+        {
+            "data": integration(
+                row, spec, credentials=credentials, include_webhook="webhook" in query.include
+            )
+        }
+    )
+
+
+@router.patch(
+    "/integrations/{uniqueKey}",
+    response_model=IntegrationDataOut,
+    responses=error_responses(400, 401, 404, 409, 413, 500, 503),
+    dependencies=[Depends(strict_query())],
+)
+def patch_integration(
+    uniqueKey: UniqueKeyPath,
+    body: PatchIntegrationBody,
+    runtime: RuntimeDep,
+) -> Response:
+    """Update an integration; renaming its key also re-keys its connections."""
+    given = body.model_fields_set
+    with runtime.store() as store:
+        row = store.get_integration(uniqueKey)
+        if row is None:
+            raise ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+        spec = runtime.catalog.get(row.provider)
+        _check_credentials_type(body.credentials, spec)
+        new_key = body.unique_key
+        if new_key is not None and new_key != row.unique_key:
+            if store.get_integration(new_key) is not None:
+                raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
+            store.session.execute(
+                update(Connection)
+                .where(Connection.integration_id == row.id)
+                .values(provider_config_key=new_key)
+                .execution_options(synchronize_session=False)
+            )
+            row.unique_key = new_key
+        if "display_name" in given:
+            row.display_name = body.display_name
+        if body.credentials is not None:
+            row.client_id = body.credentials.client_id
+            row.scopes = body.credentials.scopes
+            store.set_client_secret(row, body.credentials.client_secret)
+        row.updated_at = runtime.clock.now()
+        store.session.flush()
+    return JSONBytesResponse({"data": integration(row, spec)})
+
+
+@router.delete(
+    "/integrations/{uniqueKey}",
+    response_model=SuccessOut,
+    responses=error_responses(400, 401, 404, 500, 503),
+    dependencies=[Depends(strict_query())],
+)
+def delete_integration(
+    uniqueKey: UniqueKeyPath,
+    runtime: RuntimeDep,
+) -> Response:
+    """Delete an integration; its connections are deleted with it."""
+    with runtime.store() as store:
+        row = store.get_integration(uniqueKey)
+        if row is None:
+            raise ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+        store.delete_integration(row)
+    return JSONBytesResponse({"success": True})

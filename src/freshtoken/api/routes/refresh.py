@@ -1,0 +1,87 @@
+"""Force one refresh of a connection and report the outcome (never the token).
+
+``POST /connections/{connectionId}/refresh?provider_config_key=...`` is the HTTP twin of
+``freshtoken refresh``: both call the refresh service with ``trigger="manual"``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from freshtoken.api.deps import AuthedRoute, RuntimeDep
+from freshtoken.api.errors import ApiError, error_response, error_responses
+from freshtoken.api.schemas import CONNECTION_ID_PATTERN, ProviderConfigKeyQuery
+from freshtoken.api.serialize import JSONBytesResponse, connection_denied
+from freshtoken.refresh.service import RefreshService
+
+router = APIRouter(route_class=AuthedRoute, tags=["connections"])
+
+
+class RefreshOut(BaseModel):
+    """The outcome of a forced refresh."""
+
+    success: bool
+    outcome: Literal["success", "skipped_fresh", "fenced", "lock_timeout"]
+    log_id: str
+    expires_at: str | None
+    rotated_refresh_token: bool | None = None
+
+
+@router.post(
+    "/connections/{connectionId:path}/refresh",
+    response_model=RefreshOut,
+    responses=error_responses(400, 401, 404, 424, 500, 503),
+)
+def refresh_connection(
+    connectionId: Annotated[
+        str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
+    ],
+    query: Annotated[ProviderConfigKeyQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Refresh a connection now, whatever its expiry, and report the outcome."""
+    with runtime.store() as store:
+        conn = store.get_connection(query.provider_config_key, connectionId)
+        if conn is None:
+            if store.get_integration(query.provider_config_key) is None:
+                raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+            raise ApiError(404, "not_found", "Failed to find connection")
+        pk = conn.id
+    service = runtime.extras.get("refresh_service")
+    if not isinstance(service, RefreshService):
+        raise ApiError(503, "refresh_unavailable", "The refresh engine is not running.")
+    result = service.refresh(pk, trigger="manual", force=True)
+    shown = result.connection or conn
+    if result.ok and result.connection is not None:
+        return JSONBytesResponse(
+            {
+                "success": True,
+                "outcome": result.outcome,
+                "log_id": result.log_id,
+                "expires_at": result.credentials.get("expires_at"),
+            }
+        )
+    if result.outcome == "lock_timeout":
+        return error_response(
+            424,
+            "invalid_credentials",
+            "Another refresh of this connection is in progress. Please try again shortly.",
+            payload={"connection": connection_denied(shown, result.log_id)},
+        )
+    error = result.error
+    return error_response(
+        400,
+        "invalid_credentials",
+        "The external API returned an error when trying to refresh the access token.",
+        payload={
+            "connection": connection_denied(shown, result.log_id),
+            "outcome": result.outcome,
+            "error_code": error.error_code if error else None,
+            "error_class": error.error_class if error else None,
+            "log_id": result.log_id,
+        },
+    )

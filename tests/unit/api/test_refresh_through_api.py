@@ -1,0 +1,162 @@
+"""Refresh outcomes through the HTTP API with the real refresh engine and the HTTP mock provider."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
+from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
+
+from freshtoken.api.app import create_app
+from freshtoken.clock import FakeClock
+from freshtoken.mockprovider import MockProvider
+from freshtoken.runtime import Runtime
+
+
+@pytest.fixture
+def provider() -> Iterator[MockProvider]:
+    """The HTTP mock provider (rotation and reuse detection on)."""
+    with MockProvider() as mock:
+        yield mock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A controllable clock starting now."""
+    return FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def live(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Runtime, TestClient]]:
+    """A runtime with the refresh engine and an authenticated client on its API."""
+    rt = make_runtime(make_settings(tmp_path), clock=clock)
+    with TestClient(create_app(rt), headers={"Authorization": f"Bearer {SECRET_KEY}"}) as client:
+        yield rt, client
+    rt.close()
+
+
+def _get(client: TestClient, cid: str, **params: str) -> Any:
+    return client.get(f"/connections/{cid}", params={"provider_config_key": "mock", **params})
+
+
+def _events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "token.refresh"]
+
+
+def test_expired_token_is_refreshed_by_a_read(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """GET on an expired connection returns a new, valid token (trigger on_read)."""
+    rt, client = live
+    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    with capture_logs() as logs:
+        response = _get(client, "c1")
+    assert response.status_code == 200
+    token = response.json()["credentials"]["access_token"]
+    assert provider.is_access_token_valid(token)
+    assert [e["trigger"] for e in _events(logs)] == ["on_read"]
+
+
+def test_provider_rejection_is_400_invalid_credentials(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """invalid_grant → 400 invalid_credentials with the connection (no credentials) and log_id."""
+    rt, client = live
+    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    provider.inject("invalid_grant")
+    with capture_logs() as logs:
+        response = _get(client, "c1")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_credentials"
+    connection = error["payload"]["connection"]
+    assert connection["credentials"] == {}
+    (event,) = _events(logs)
+    assert connection["errors"] == [{"type": "auth", "log_id": event["log_id"]}]
+    assert (event["error_code"], event["error_class"]) == ("invalid_grant", "permanent")
+    # The connection now needs re-authorisation: reads get 424 without a provider call.
+    calls = provider.stats()["token_calls"]
+    again = _get(client, "c1")
+    assert again.status_code == 424
+    assert again.json()["error"]["code"] == "invalid_credentials"
+    assert provider.stats()["token_calls"] == calls
+
+
+def test_cooldown_then_recovery(
+    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+) -> None:
+    """A 5xx on an expired token is 400; reads in the next 30 s get 424; after it, a read heals."""
+    rt, client = live
+    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    provider.inject("500")
+    assert _get(client, "c1").status_code == 400
+    calls = provider.stats()["token_calls"]
+    cooled = _get(client, "c1")
+    assert cooled.status_code == 424
+    assert "Backing off" in cooled.json()["error"]["message"]
+    assert provider.stats()["token_calls"] == calls
+    clock.advance(31)
+    healed = _get(client, "c1")
+    assert healed.status_code == 200
+    assert provider.is_access_token_valid(healed.json()["credentials"]["access_token"])
+
+
+def test_transient_failure_with_valid_token_serves_it(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """A timeout while the token is still valid (inside the margin) returns that token, 200."""
+    rt, client = live
+    _, family = add_oauth2_connection(rt, provider, connection_id="c1", expires_in=120)
+    provider.inject("503")
+    with capture_logs() as logs:
+        response = _get(client, "c1")
+    assert response.status_code == 200
+    assert response.json()["credentials"]["access_token"] == family["access_token"]
+    assert _events(logs)[0]["outcome"] == "failed"
+
+
+def test_exhausted_after_four_failing_days_is_424(
+    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+) -> None:
+    """Forced reads failing on four different days exhaust the connection; then reads get 424."""
+    rt, client = live
+    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    for _ in range(4):
+        provider.inject("500")
+        assert _get(client, "c1", force_refresh="true").status_code == 400
+        clock.advance(86400)
+    response = _get(client, "c1")
+    assert response.status_code == 424
+    assert response.json()["error"]["message"] == (
+        "The refresh limit has been reached for this connection."
+    )
+
+
+def test_force_refresh_endpoint_reports_the_outcome(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """POST /connections/{id}/refresh forces one refresh and reports it without the token."""
+    rt, client = live
+    _, family = add_oauth2_connection(rt, provider, connection_id="c1")
+    with capture_logs() as logs:
+        response = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["outcome"] == "success"
+    assert family["access_token"] not in response.text
+    (event,) = _events(logs)
+    assert event["trigger"] == "manual" and event["log_id"] == body["log_id"]
+    provider.inject("invalid_grant")
+    failed = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
+    assert failed.status_code == 400
+    assert failed.json()["error"]["payload"]["error_code"] == "invalid_grant"
+    missing = client.post("/connections/nope/refresh", params={"provider_config_key": "mock"})
+    assert missing.status_code == 404
+    no_pck = client.post("/connections/c1/refresh")
+    assert no_pck.status_code == 400
+    assert no_pck.json()["error"]["code"] == "invalid_query_params"
