@@ -14,6 +14,7 @@ import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Select, select, update
 
@@ -54,9 +55,7 @@ class ScanReport:
     jobs: list[Job] = field(default_factory=list)
 
 
-def due_rows_statement(
-    now: dt.datetime, batch: int, *, postgres: bool
-) -> Select[tuple[Connection]]:
+def due_rows_statement(now: dt.datetime, batch: int, *, postgres: bool) -> Select[Any]:
     """The claim query: due rows in due order, through the ``next_refresh_at`` index.
 
     On PostgreSQL rows another scan has locked are skipped rather than waited for.
@@ -136,7 +135,9 @@ class RefreshScanner:
         now = runtime.clock.now()
         with session_scope(runtime.session_factory) as session:
             postgres = session.get_bind().dialect.name == "postgresql"
-            rows = list(session.scalars(due_rows_statement(now, batch, postgres=postgres)))
+            rows: list[Connection] = list(
+                session.scalars(due_rows_statement(now, batch, postgres=postgres))
+            )
             overdue = (
                 max((now - r.next_refresh_at).total_seconds() for r in rows if r.next_refresh_at)
                 if rows
