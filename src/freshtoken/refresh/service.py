@@ -18,14 +18,16 @@ The sequence, and why:
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy.exc import DBAPIError
 
 from freshtoken.clock import Clock
-from freshtoken.crypto import Cipher
+from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
@@ -45,6 +47,7 @@ from freshtoken.refresh.locks import (
     RedisLocks,
     SingleFlight,
 )
+from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites, RedisPendingWrites
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.settings import Settings
 from freshtoken.store.credentials import expires_at_of
@@ -124,6 +127,7 @@ class RefreshService:
         clock: Clock,
         http: httpx.Client,
         locks: LockProvider,
+        pending: PendingWrites | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -132,6 +136,7 @@ class RefreshService:
         self.clock = clock
         self.http = http
         self.locks = locks
+        self.pending: PendingWrites = pending or LocalPendingWrites()
         self._flight: SingleFlight[RefreshResult] = SingleFlight()
         # Test hook: called after the provider answered and before the write (simulates a stall).
         self.before_write: Any = None
@@ -288,10 +293,17 @@ class RefreshService:
                 attempt.error_code = "unknown_connection"
                 attempt.error_class = PERMANENT
                 return RefreshResult("failed", None, {}, attempt.log_id, None)
+            recovered = self._apply_pending(attempt, conn)
+            if recovered:
+                conn, creds = self._read(pk)
+                if conn is None:
+                    return RefreshResult("failed", None, {}, attempt.log_id, None)
+                attempt.new_expires_at = creds.get("expires_at")
             moved = seen_version is not None and conn.version != seen_version
-            if (not force or moved) and not self._due(conn, attempt.trigger):
-                attempt.outcome = "skipped_fresh"
-                return RefreshResult("skipped_fresh", conn, creds, attempt.log_id)
+            if (recovered or not force or moved) and not self._due(conn, attempt.trigger):
+                # A recovered stash counts as this attempt's success: new tokens were stored.
+                attempt.outcome = "success" if recovered else "skipped_fresh"
+                return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
             return self._call_provider(attempt, conn, creds)
         finally:
             if not lease.release():
@@ -330,13 +342,15 @@ class RefreshService:
         if self.before_write is not None:
             self.before_write(conn.id)
         now = self.clock.now()
-        with session_scope(self.session_factory) as session:
-            store = self._store(session)
-            written = store.cas_write_refresh(
-                conn.id,
-                conn.version,
-                RefreshWrite(new_creds, now, self._plan_after_success(conn, new_creds, now)),
-            )
+        write = RefreshWrite(new_creds, now, self._plan_after_success(conn, new_creds, now))
+        # Stash first: if the database write fails, the rotated tokens must not be lost.
+        self.pending.put(
+            conn.id,
+            conn.version,
+            self.cipher.encrypt_json(new_creds, aad_for("pending", conn.id, "credentials")),
+        )
+        written = self._write_with_retry(attempt, conn, write)
+        self.pending.delete(conn.id)
         if not written:
             # Someone wrote a newer token while this holder was stalled: theirs stays.
             attempt.outcome = "fenced"
@@ -346,6 +360,47 @@ class RefreshService:
         attempt.outcome = "success"
         latest, latest_creds = self._read(conn.id)
         return RefreshResult("success", latest, latest_creds, attempt.log_id)
+
+    def _write_with_retry(self, attempt: _Attempt, conn: Connection, write: RefreshWrite) -> bool:
+        """The compare-and-set write, retried through a short database outage.
+
+        Retries stay inside the lock's TTL (less a margin), so a retried write can never race a
+        successor holder; if the database is still down after that, the error propagates and the
+        stash (see :mod:`freshtoken.refresh.pending`) is applied by the next attempt.
+        """
+        deadline = attempt.started + self.settings.lock_ttl_seconds - 3.0
+        delay = 0.25
+        while True:
+            try:
+                with session_scope(self.session_factory) as session:
+                    return self._store(session).cas_write_refresh(conn.id, conn.version, write)
+            except DBAPIError:
+                if self.clock.monotonic() + delay >= deadline:
+                    attempt.error_code = "store_unavailable"
+                    attempt.error_class = TRANSIENT
+                    raise
+                log.warning("refresh.write.retry", connection_pk=conn.id, log_id=attempt.log_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _apply_pending(self, attempt: _Attempt, conn: Connection) -> bool:
+        """Write credentials a previous attempt stashed but could not store; True if applied."""
+        stash = self.pending.get(conn.id)
+        if stash is None:
+            return False
+        version, ciphertext = stash
+        if version != conn.version:
+            # The row moved on (an import, or the write did land): the stash is stale.
+            self.pending.delete(conn.id)
+            return False
+        creds = self.cipher.decrypt_json(ciphertext, aad_for("pending", conn.id, "credentials"))
+        now = self.clock.now()
+        write = RefreshWrite(creds, now, self._plan_after_success(conn, creds, now))
+        written = self._write_with_retry(attempt, conn, write)
+        self.pending.delete(conn.id)
+        if written:
+            log.warning("refresh.pending.applied", connection_pk=conn.id, log_id=attempt.log_id)
+        return written
 
     def _record_failure(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any], error: GrantError
@@ -509,6 +564,9 @@ def attach_refresh_service(runtime: Runtime) -> RefreshService:
         clock=runtime.clock,
         http=http,
         locks=locks,
+        pending=(
+            RedisPendingWrites(runtime.redis) if runtime.redis is not None else LocalPendingWrites()
+        ),
     )
     runtime.refresher = service
     runtime.extras["refresh_service"] = service

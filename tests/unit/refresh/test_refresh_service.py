@@ -398,7 +398,7 @@ def test_import_without_expiry_is_refreshed(runtime: Runtime, provider: MockProv
 def test_lock_timeout_serves_the_fresh_token_and_never_refreshes(
     tmp_path: Path, provider: MockProvider
 ) -> None:
-    """A caller that times out on the lock re-reads; it never calls the provider without the lock."""
+    """A caller timing out on the lock re-reads; it never calls the provider without the lock."""
     rt = make_runtime(make_settings(tmp_path, lock_wait_seconds=0.3))
     service = _service(rt)
     pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
@@ -450,3 +450,43 @@ def test_client_credentials_connection_is_refreshed(
     assert provider.is_access_token_valid(served["token"])
     assert served["client_secret"] == provider.config.client_secret
     assert provider.stats()["client_credentials_calls"] == 1
+
+
+def test_failed_write_does_not_strand_a_rotated_token(
+    tmp_path: Path, provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the database write fails after the provider rotated the token, the next attempt writes
+    the stashed tokens instead of replaying the spent refresh token (no invalid_grant)."""
+    from sqlalchemy.exc import OperationalError
+
+    from freshtoken.store.repository import ConnectionStore
+
+    rt = make_runtime(
+        make_settings(tmp_path, lock_ttl_seconds=4, http_connect_timeout=0.5, http_read_timeout=1)
+    )
+    service = _service(rt)
+    pk, family = add_oauth2_connection(rt, provider, expires_in=-1)
+    original = ConnectionStore.cas_write_refresh
+
+    def database_down(*_args: object, **_kwargs: object) -> bool:
+        raise OperationalError("UPDATE connections", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(ConnectionStore, "cas_write_refresh", database_down)
+    with capture_logs() as logs, pytest.raises(OperationalError):
+        service.refresh(pk, trigger="manual", force=True)
+    (event,) = _refresh_events(logs)
+    assert (event["outcome"], event["error_code"]) == ("failed", "store_unavailable")
+    assert provider.stats()["refresh_calls"] == 1
+    live_rt = provider.current_refresh_token(family["refresh_token"])
+    assert live_rt != family["refresh_token"]  # the stored refresh token is now spent
+    monkeypatch.setattr(ConnectionStore, "cas_write_refresh", original)
+    result = service.refresh(pk, trigger="on_read")
+    assert result.outcome == "success"
+    assert result.credentials["refresh_token"] == live_rt
+    assert provider.stats()["invalid_grant"] == 0
+    assert provider.stats()["refresh_calls"] == 1  # the stash was written, no provider call
+    assert provider.is_access_token_valid(result.credentials["access_token"])
+    # And the recovered refresh token is the live one: the next refresh works.
+    again = service.refresh(pk, trigger="manual", force=True)
+    assert again.outcome == "success" and provider.stats()["invalid_grant"] == 0
+    assert service.pending.get(pk) is None
