@@ -12,6 +12,7 @@ import orjson
 
 from freshtoken.bootstrap import runtime_from_env, settings_from_env
 from freshtoken.errors import ConfigError
+from freshtoken.ops_report import report
 
 
 def _fail(message: str) -> None:
@@ -309,6 +310,11 @@ def _dev_background(runtime: Any, *, demo: bool) -> list[threading.Thread] | Non
     except ImportError:
         return None
     return start_embedded(runtime, demo=demo)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+main.add_command(report)
 
 
 if __name__ == "__main__":  # pragma: no cover
