@@ -28,7 +28,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for these settings."""
     task_soft_limit = settings.lock_ttl_seconds + 15
     return {
-        "broker_url": settings.redis_url or "memory://",
+        "broker_url": settings.redis_url or "memory://localhost/",
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
         # Result-less: nothing reads task results, and a result backend is one more thing to fail.
