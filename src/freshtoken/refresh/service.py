@@ -48,6 +48,7 @@ from freshtoken.refresh.locks import (
     SingleFlight,
 )
 from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites, RedisPendingWrites
+from freshtoken.refresh.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.settings import Settings
 from freshtoken.store.credentials import expires_at_of
@@ -112,6 +113,15 @@ class _Attempt:
     seconds_to_expiry: float | None = None
     new_expires_at: str | None = None
     rotated_refresh_token: bool | None = None
+    lock_acquired: float | None = None  # monotonic; the lock's TTL runs from here
+
+
+class _ThrottledError(Exception):
+    """No rate-limit slot within the attempt's budget."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"no rate-limit slot for {wait:.2f}s")
+        self.wait = wait
 
 
 class RefreshService:
@@ -128,6 +138,7 @@ class RefreshService:
         http: httpx.Client,
         locks: LockProvider,
         pending: PendingWrites | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -137,6 +148,9 @@ class RefreshService:
         self.http = http
         self.locks = locks
         self.pending: PendingWrites = pending or LocalPendingWrites()
+        # Scheduled and keep-alive refreshes take a slot of the provider's global rate limit
+        # right before the HTTP call (reads never wait on it: a caller is waiting on them).
+        self.rate_limiter = rate_limiter
         self._flight: SingleFlight[RefreshResult] = SingleFlight()
         # Test hook: called after the provider answered and before the write (simulates a stall).
         self.before_write: Any = None
@@ -269,7 +283,8 @@ class RefreshService:
         lease = self.locks.acquire(
             f"refresh:{pk}", settings.lock_ttl_seconds, settings.lock_wait_seconds
         )
-        attempt.lock_wait_ms = round((self.clock.monotonic() - wait_started) * 1000, 1)
+        attempt.lock_acquired = self.clock.monotonic()
+        attempt.lock_wait_ms = round((attempt.lock_acquired - wait_started) * 1000, 1)
         conn, creds = self._read(pk)
         if conn is not None:
             self._describe(attempt, conn)
@@ -318,6 +333,15 @@ class RefreshService:
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
     ) -> RefreshResult:
         spec = self.catalog.get(conn.provider)
+        try:
+            self._await_rate_slot(attempt, conn.provider, spec)
+        except _ThrottledError as throttled:
+            # Not a provider failure: no bookkeeping, the caller re-queues after the wait.
+            attempt.outcome = "failed"
+            attempt.error_code = "throttled"
+            attempt.error_class = TRANSIENT
+            error = GrantError(TRANSIENT, "throttled", retry_after=throttled.wait)
+            return RefreshResult("failed", conn, creds, attempt.log_id, error)
         sent_at = self.clock.now()
         try:
             if spec is None:
@@ -361,6 +385,36 @@ class RefreshService:
         latest, latest_creds = self._read(conn.id)
         return RefreshResult("success", latest, latest_creds, attempt.log_id)
 
+    def rate_for(self, provider: str, spec: ProviderSpec | None = None) -> float:
+        """Refreshes per second allowed for one provider across all workers."""
+        spec = spec or self.catalog.get(provider)
+        override = spec.raw.get("refresh_rate_limit_per_second") if spec is not None else None
+        if isinstance(override, int | float) and override > 0:
+            return float(override)
+        return self.settings.provider_rate_limit_per_second
+
+    def _await_rate_slot(self, attempt: _Attempt, provider: str, spec: ProviderSpec | None) -> None:
+        """Take the provider's rate slot right before the call, waiting inline within budget.
+
+        The budget keeps the HTTP call itself inside the lock's TTL; past it the attempt is
+        ``throttled`` and the task re-queues it for when a slot will be free.
+        """
+        if self.rate_limiter is None or attempt.trigger not in ("scheduled", "keepalive"):
+            return
+        rate = self.rate_for(provider, spec)
+        settings = self.settings
+        budget_end = (
+            (attempt.lock_acquired or attempt.started)
+            + settings.lock_ttl_seconds
+            - settings.http_connect_timeout
+            - settings.http_read_timeout
+            - 2.0
+        )
+        while (wait := self.rate_limiter.acquire(f"provider:{provider}", rate)) > 0:
+            if self.clock.monotonic() + wait > budget_end:
+                raise _ThrottledError(wait)
+            time.sleep(wait)
+
     def _write_with_retry(self, attempt: _Attempt, conn: Connection, write: RefreshWrite) -> bool:
         """The compare-and-set write, retried through a short database outage.
 
@@ -368,7 +422,7 @@ class RefreshService:
         successor holder; if the database is still down after that, the error propagates and the
         stash (see :mod:`freshtoken.refresh.pending`) is applied by the next attempt.
         """
-        deadline = attempt.started + self.settings.lock_ttl_seconds - 3.0
+        deadline = (attempt.lock_acquired or attempt.started) + self.settings.lock_ttl_seconds - 3.0
         delay = 0.25
         while True:
             try:
@@ -426,14 +480,20 @@ class RefreshService:
                 )
             attempts = policy.failure_attempts(current, now)
             exhausted = attempts >= self.settings.refresh_max_failure_days
+            # A transient failure of a forced refresh must not clear an earlier re-auth mark.
+            needs_reauth = error.permanent or current.needs_reauth
+            # Dead connections leave the scan; live ones come back after a pause (the task's
+            # own retries with backoff run first).
+            retry_at = now + dt.timedelta(seconds=self.settings.scan_retry_after_failure_seconds)
             store.write_failure(
                 conn.id,
                 failed_at=now,
                 attempts=attempts,
                 exhausted=exhausted,
-                needs_reauth=error.permanent or (current.needs_reauth and False),
+                needs_reauth=needs_reauth,
                 error_code=error.error_code,
                 log_id=attempt.log_id,
+                next_refresh_at=None if (needs_reauth or exhausted) else retry_at,
             )
         latest, _ = self._read(conn.id)
         return RefreshResult("failed", latest, creds, attempt.log_id, error)
@@ -566,6 +626,9 @@ def attach_refresh_service(runtime: Runtime) -> RefreshService:
         locks=locks,
         pending=(
             RedisPendingWrites(runtime.redis) if runtime.redis is not None else LocalPendingWrites()
+        ),
+        rate_limiter=(
+            RedisRateLimiter(runtime.redis) if runtime.redis is not None else LocalRateLimiter()
         ),
     )
     runtime.refresher = service

@@ -26,6 +26,10 @@ DEMO_LIFETIME_SECONDS = 120
 def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Thread]:
     """Start the in-process worker and beat threads (daemon threads; they die with the API)."""
     app = create_celery(runtime.settings, runtime)
+    # `celery worker` makes its app the current and default one; a bare WorkController does not,
+    # and tasks would then publish retries through Celery's default app (and its amqp broker).
+    app.set_current()
+    app.set_default()
     worker = app.WorkController(
         pool_cls="threads",
         concurrency=4,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import time
 from typing import Any
 
 from celery import Celery, Task
@@ -18,42 +17,16 @@ from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.refresh.service import RefreshService
 from freshtoken.store.models import Connection
-from freshtoken.worker.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from freshtoken.worker.scan import Job, RefreshScanner
 
 log = get_logger("freshtoken.worker")
 
 _BACKOFF_BASE_SECONDS = 2.0
 _BACKOFF_CAP_SECONDS = 300.0
-# Waits shorter than this are slept in the task; longer ones re-enqueue with a countdown.
-_MAX_INLINE_WAIT_SECONDS = 2.0
 
 
 def _celery_app(task: Task) -> Celery:
     return task.app
-
-
-def _limiter(app: Celery) -> RateLimiter:
-    from freshtoken.worker.celery_app import runtime_of
-
-    limiter: RateLimiter | None = getattr(app, "freshtoken_limiter", None)
-    if limiter is None:
-        runtime = runtime_of(app)
-        limiter = RedisRateLimiter(runtime.redis) if runtime.redis else LocalRateLimiter()
-        app.freshtoken_limiter = limiter
-    return limiter
-
-
-def provider_rate(app: Celery, provider: str) -> float:
-    """Refreshes per second allowed for one provider across all workers."""
-    from freshtoken.worker.celery_app import runtime_of
-
-    runtime = runtime_of(app)
-    spec = runtime.catalog.get(provider)
-    override = spec.raw.get("refresh_rate_limit_per_second") if spec is not None else None
-    if isinstance(override, int | float) and override > 0:
-        return float(override)
-    return runtime.settings.provider_rate_limit_per_second
 
 
 def retry_countdown(
@@ -87,28 +60,18 @@ def register(app: Celery) -> None:
             countdown=min(job.countdown, MAX_COUNTDOWN_SECONDS),
         )
 
-    @app.task(name=SCAN_TASK, ignore_result=True)
+    @app.task(name=SCAN_TASK, ignore_result=True, shared=False)
     def scan_due_connections() -> dict[str, Any]:
         """Claim due connections and enqueue one refresh each."""
         report = RefreshScanner(runtime_of(app), enqueue).scan()
         return {"due": report.due, "enqueued": report.enqueued}
 
-    @app.task(name=REFRESH_TASK, bind=True, ignore_result=True, max_retries=None)
+    @app.task(name=REFRESH_TASK, bind=True, ignore_result=True, max_retries=None, shared=False)
     def refresh_connection(
         self: Task, connection_pk: int, provider: str, trigger: str, seen_version: int
     ) -> str:
         """Refresh one connection (ids only), gated by the provider's global rate limit."""
         runtime = runtime_of(app)
-        limiter = _limiter(app)
-        rate = provider_rate(app, provider)
-        while (wait := limiter.acquire(f"provider:{provider}", rate)) > 0:
-            if wait > _MAX_INLINE_WAIT_SECONDS:
-                _extend_claim(runtime, connection_pk, wait)
-                self.apply_async(
-                    args=(connection_pk, provider, trigger, seen_version), countdown=wait
-                )
-                return "rate_limited"
-            time.sleep(wait)
         service = runtime.extras["refresh_service"]
         assert isinstance(service, RefreshService)
         retries = int(self.request.retries or 0)
@@ -122,6 +85,13 @@ def register(app: Celery) -> None:
             attempt=retries + 1,
         )
         error = result.error
+        if error is not None and error.error_code == "throttled":
+            # No rate-limit slot in time: come back when one is free (not a failure, no retry
+            # counted), spread a little so the waiting tasks do not return together.
+            wait = (error.retry_after or 1.0) + random.uniform(0, 1.0)
+            _extend_claim(runtime, connection_pk, wait)
+            self.apply_async(args=(connection_pk, provider, trigger, seen_version), countdown=wait)
+            return "throttled"
         if result.outcome != "failed" or error is None or error.permanent:
             return result.outcome
         if retries >= runtime.settings.task_max_retries:

@@ -1,0 +1,1 @@
+"""Proactive refresh worker unit tests: scan, tasks, rate limit."""
