@@ -308,6 +308,14 @@ class RefreshService:
                 attempt.error_code = "unknown_connection"
                 attempt.error_class = PERMANENT
                 return RefreshResult("failed", None, {}, attempt.log_id, None)
+            if not policy.is_refreshable(conn):
+                # API keys, basic auth, OAuth1 and OAuth2 without a refresh token: nothing to
+                # refresh, and nothing wrong with the connection, so nothing is recorded.
+                attempt.outcome = "failed"
+                attempt.error_code = "not_refreshable"
+                attempt.error_class = PERMANENT
+                error = GrantError(PERMANENT, "not_refreshable")
+                return RefreshResult("failed", conn, creds, attempt.log_id, error)
             recovered = self._apply_pending(attempt, conn)
             if recovered:
                 conn, creds = self._read(pk)

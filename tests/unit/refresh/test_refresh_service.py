@@ -490,3 +490,18 @@ def test_failed_write_does_not_strand_a_rotated_token(
     again = service.refresh(pk, trigger="manual", force=True)
     assert again.outcome == "success" and provider.stats()["invalid_grant"] == 0
     assert service.pending.get(pk) is None
+
+
+def test_unrefreshable_connection_is_not_marked(runtime: Runtime, provider: MockProvider) -> None:
+    """A forced refresh of an API key connection fails as not_refreshable and records nothing."""
+    with runtime.store() as store:
+        integration = store.create_integration(unique_key="keys", provider="api-key")
+        conn, _ = store.upsert_connection(
+            integration, connection_id="k1", credentials={"type": "API_KEY", "apiKey": "k-123"}
+        )
+        pk = conn.id
+    result = _service(runtime).refresh(pk, trigger="manual", force=True)
+    assert result.error is not None and result.error.error_code == "not_refreshable"
+    conn, _ = _read(runtime, pk)
+    assert not conn.needs_reauth and conn.last_refresh_failure is None
+    assert provider.stats()["token_calls"] == 0
