@@ -85,7 +85,12 @@ def build_runtime(
     if redis_client is None and settings.redis_url:
         import redis as redis_lib
 
-        redis_client = redis_lib.Redis.from_url(settings.redis_url)
+        # Explicit timeouts: redis-py < 8 (allowed by "redis>=5.0") defaults to none, so a Redis
+        # that stops answering (frozen, partitioned) would hang every refresh on its lock forever
+        # (see test_frozen_redis_does_not_hang_reads_that_need_a_refresh in test_faults.py).
+        redis_client = redis_lib.Redis.from_url(
+            settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
     runtime.redis = redis_client
     if with_refresher:
         # Imported here so the store and API can be used before the engine exists in a build.

@@ -15,7 +15,9 @@ class RefreshDenied(Exception):
     """The connection's credentials cannot be served; the API answers ``invalid_credentials``.
 
     ``http_status`` is 400 when the provider rejected the refresh and 424 when freshtoken declined
-    to try (exhausted, cooling down after a failure, or needing re-authorisation).
+    to try (exhausted, cooling down after a failure, or needing re-authorisation); 503 with code
+    ``lock_unavailable`` when the lock service (Redis) is down, since refreshing without the lock
+    could spend a rotating refresh token twice.
     """
 
     def __init__(
@@ -26,8 +28,10 @@ class RefreshDenied(Exception):
         message: str,
         connection: Connection | None = None,
         log_id: str | None = None,
+        code: str = "invalid_credentials",
     ) -> None:
         super().__init__(message)
+        self.code = code
         self.http_status = http_status
         self.reason = reason
         self.message = message

@@ -72,6 +72,9 @@ MSG_EXTERNAL = (
 MSG_EXHAUSTED = "The refresh limit has been reached for this connection."
 MSG_BACKOFF = "A recent refresh attempt failed. Backing off before retrying."
 MSG_REAUTH = "The connection's authorization was rejected by the provider and must be renewed."
+MSG_LOCK_DOWN = (
+    "The lock service is unavailable, so the token cannot be refreshed safely right now."
+)
 MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
 
 
@@ -224,6 +227,15 @@ class RefreshService:
         ):
             # A provider hiccup must not take down a caller whose token still works.
             return latest, result.credentials or credentials
+        if result.error is not None and result.error.error_code == "lock_unavailable":
+            raise RefreshDenied(
+                http_status=503,
+                reason="lock_unavailable",
+                message=MSG_LOCK_DOWN,
+                connection=latest,
+                log_id=result.log_id,
+                code="lock_unavailable",
+            )
         if result.outcome == "lock_timeout":
             raise RefreshDenied(
                 http_status=424,

@@ -113,7 +113,7 @@ def get_connection(
         shown = exc.connection if exc.connection is not None else conn
         return error_response(
             exc.http_status,
-            "invalid_credentials",
+            exc.code,
             exc.message,
             payload={"connection": connection_denied(shown, exc.log_id)},
         )

@@ -16,6 +16,7 @@ from freshtoken.api.deps import AuthedRoute, RuntimeDep
 from freshtoken.api.errors import ApiError, error_response, error_responses
 from freshtoken.api.schemas import CONNECTION_ID_PATTERN, ProviderConfigKeyQuery
 from freshtoken.api.serialize import JSONBytesResponse, connection_denied
+from freshtoken.refresh.policy import is_refreshable
 from freshtoken.refresh.service import RefreshService
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
@@ -37,9 +38,7 @@ class RefreshOut(BaseModel):
     responses=error_responses(400, 401, 404, 424, 500, 503),
 )
 def refresh_connection(
-    connectionId: Annotated[
-        str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
-    ],
+    connectionId: Annotated[str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)],
     query: Annotated[ProviderConfigKeyQuery, Query()],
     runtime: RuntimeDep,
 ) -> Response:
@@ -50,6 +49,17 @@ def refresh_connection(
             if store.get_integration(query.provider_config_key) is None:
                 raise ApiError(400, "unknown_provider_config", "Provider does not exists")
             raise ApiError(404, "not_found", "Failed to find connection")
+        # A forced refresh of credentials that cannot be refreshed (API_KEY, BASIC, OAUTH1, OAUTH2
+        # without a refresh token) would reach the grant code, fail "permanently" and record it:
+        # the connection would be marked needs_reauth and show an auth error to every reader,
+        # although nothing is wrong with it. Refuse it before anything is written.
+        if not is_refreshable(conn):
+            raise ApiError(
+                400,
+                "not_refreshable",
+                "This connection's credentials cannot be refreshed: only OAUTH2 credentials with "
+                "a refresh token and OAUTH2_CC credentials can.",
+            )
         pk = conn.id
     service = runtime.extras.get("refresh_service")
     if not isinstance(service, RefreshService):
