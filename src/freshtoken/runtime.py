@@ -22,6 +22,7 @@ from freshtoken.providers.catalog import ProviderCatalog, load_catalog
 from freshtoken.refresh.policy import plan_next_refresh
 from freshtoken.refresh.seam import NoRefresh, ReadRefresher
 from freshtoken.settings import Settings
+from freshtoken.store.fetchstamps import FetchStamps
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore
 
@@ -41,6 +42,7 @@ class Runtime:
     clock: Clock
     redis: redis.Redis | None = None
     refresher: ReadRefresher = field(default_factory=NoRefresh)
+    fetch_stamps: FetchStamps = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
@@ -55,8 +57,12 @@ class Runtime:
             conn, self.catalog.get(conn.provider), self.settings, self.clock.now()
         )
 
+    def __post_init__(self) -> None:
+        self.fetch_stamps = FetchStamps(self.session_factory)
+
     def close(self) -> None:
-        """Release pooled connections."""
+        """Write pending read stamps and release pooled connections."""
+        self.fetch_stamps.close()
         self.engine.dispose()
         closer = self.extras.get("http_client")
         if closer is not None:

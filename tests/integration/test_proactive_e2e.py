@@ -253,6 +253,7 @@ def test_tokens_are_refreshed_before_expiry_without_any_read(make_stack: StackFa
                 assert provider.is_access_token_valid(access_token)
         assert provider.stats()["refresh_calls"] == calls_before
         assert [e for e in read_logs if e["event"] == "token.refresh"] == []
+        stack.runtime.fetch_stamps.flush()  # read stamps are written behind the reads
         assert all(row.last_fetched_at is not None for row in stack.rows())
 
 

@@ -26,6 +26,8 @@ from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
+# Node's (so Nango's) default limit on a request's header section; over it, Node answers 431.
+MAX_HEADER_BYTES = 16 * 1024
 
 log = get_logger("freshtoken.api")
 
@@ -93,6 +95,34 @@ class BodyLimitMiddleware:
         start, body = _json_start(status, orjson.dumps(envelope(code, message)))
         await send(start)
         await send(body)
+
+
+class HeaderLimitMiddleware:
+    """Reject requests whose headers total over ``max_bytes``: 431 ``header_too_large``.
+
+    uvicorn's default parser (httptools) puts no limit on header size (h11's is 16 KiB), so
+    without this check a 100 KiB or 64 MiB header reaches the app and is processed (an
+    Authorization header hashed, a health check answered 200). The size counted is each
+    ``name: value`` line with its CRLF, as a server sees it. This bounds the app's work and makes
+    the answer the same behind any server; the memory a server spends buffering an oversized
+    header must still be bounded in front of the app (a proxy, or uvicorn's h11 parser).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse oversized header sections before anything else reads them."""
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+            if size > self.max_bytes:
+                payload = envelope("header_too_large", "The request headers are too large.")
+                start, body = _json_start(431, orjson.dumps(payload))
+                await send(start)
+                await send(body)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestContextMiddleware:
@@ -196,6 +226,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # One template can be served by several routes (one per method): a 405 lists them all.
     app.state.methods_by_template = {path: sorted(m) for path, m in methods.items()}
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES)
     app.add_middleware(RequestContextMiddleware)  # added last = outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -254,4 +285,4 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "create_app"]
+__all__ = ["BodyLimitMiddleware", "HeaderLimitMiddleware", "RequestContextMiddleware", "create_app"]

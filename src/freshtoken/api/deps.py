@@ -64,32 +64,44 @@ def authenticate(request: Request) -> None:
         raise ApiError(401, "unknown_account", UNKNOWN_KEY_MESSAGE, headers=challenge)
 
 
-def _json_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when containers nest deeper than ``limit`` (iterative: no recursion limit)."""
+def _json_problem(value: Any, limit: int) -> str | None:
+    """Why a parsed body is refused (too deep, or a string holding NUL), else None.
+
+    Iterative, so no recursion limit. NUL (U+0000, only expressible in JSON as ``\\u0000``)
+    is valid JSON but PostgreSQL can store it neither in ``jsonb`` nor in ``text``: letting it
+    through turned any such body into a database error, answered 503 database_unavailable.
+    """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "strings must not contain NUL (U+0000)"
+            continue
         if isinstance(node, dict):
             children: Iterable[Any] = node.values()
+            if any("\x00" in key for key in node):
+                return "strings must not contain NUL (U+0000)"
         elif isinstance(node, list):
             children = node
         else:
             continue
         if depth > limit:
-            return True
+            return f"nested deeper than {limit} levels"
         stack.extend((child, depth + 1) for child in children)
-    return False
+    return None
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a request body with orjson; invalid UTF-8, bad JSON or deep nesting → 400.
+    """Parse a request body with orjson; invalid UTF-8, bad JSON, deep nesting or NUL → 400.
 
     Errors are ``json.JSONDecodeError`` (orjson's subclasses it), which FastAPI turns into a
     ``json_invalid`` validation error and the handlers into 400 ``invalid_body``.
     """
     value = orjson.loads(body)
-    if _json_depth_exceeds(value, MAX_JSON_DEPTH):
-        raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
+    problem = _json_problem(value, MAX_JSON_DEPTH)
+    if problem is not None:
+        raise json.JSONDecodeError(problem, "", 0)
     return value
 
 
@@ -117,6 +129,7 @@ class PublicRoute(APIRoute):
             if requires_auth:
                 authenticate(request)
             reject_repeated_query(request)
+            reject_nul_in_query(request)
             return await handler(ApiRequest(request.scope, request.receive))
 
         return route_handler
@@ -143,6 +156,18 @@ def reject_repeated_query(request: Request) -> None:
         if key in seen and key not in REPEATABLE_QUERY:
             raise invalid_query("Query parameter given more than once", [key])
         seen.add(key)
+
+
+def reject_nul_in_query(request: Request) -> None:
+    """400 ``invalid_query_params`` when a query parameter's name or value holds NUL (U+0000).
+
+    No parameter of this API can meaningfully hold one, and PostgreSQL rejects NUL in text
+    parameters: ``GET /connections?connectionId=%00`` was answered 503 database_unavailable.
+    """
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            item = {"code": "invalid_string", "message": "Must not contain NUL", "path": [key]}
+            raise ApiError(400, "invalid_query_params", "Invalid query parameters.", errors=[item])
 
 
 def _is_tag_param(key: str) -> bool:

@@ -361,37 +361,17 @@ class ConnectionStore:
 
 
 def fetch_for_read(
-    session: Session, provider_config_key: str, connection_id: str, now: dt.datetime
+    session: Session, provider_config_key: str, connection_id: str
 ) -> Connection | None:
-    """Load a live connection and stamp ``last_fetched_at``, normally in one statement.
+    """The read path's lookup: one live row through the unique (key, id) index, no lock, no write.
 
-    ``UPDATE ... RETURNING`` is one indexed round-trip on both PostgreSQL and SQLite (3.35+). On
-    PostgreSQL the row is picked with ``FOR UPDATE SKIP LOCKED`` (as Nango does): a read that finds
-    the row locked by another read (or a refresh write) does not queue behind it; it reads the row
-    with a plain SELECT and leaves the timestamp to the reader that holds the lock.
+    ``last_fetched_at`` is stamped behind the read by :class:`~freshtoken.store.fetchstamps.
+    FetchStamps`, so concurrent readers never wait on each other or on a refresh.
     """
-    live = (
-        Connection.provider_config_key == provider_config_key,
-        Connection.connection_id == connection_id,
-        Connection.deleted_at.is_(None),
-    )
-    if session.get_bind().dialect.name != "postgresql":
-        stmt = (
-            update(Connection)
-            .where(*live)
-            .values(last_fetched_at=now)
-            .returning(Connection)
-            .execution_options(synchronize_session=False)
+    return session.scalars(
+        select(Connection).where(
+            Connection.provider_config_key == provider_config_key,
+            Connection.connection_id == connection_id,
+            Connection.deleted_at.is_(None),
         )
-        return session.scalars(stmt).one_or_none()
-    target = select(Connection.id).where(*live).with_for_update(skip_locked=True).scalar_subquery()
-    stamped = session.scalars(
-        update(Connection)
-        .where(Connection.id == target)
-        .values(last_fetched_at=now)
-        .returning(Connection)
-        .execution_options(synchronize_session=False)
     ).one_or_none()
-    if stamped is not None:
-        return stamped
-    return session.scalars(select(Connection).where(*live)).one_or_none()

@@ -94,16 +94,18 @@ def get_connection(
     runtime: RuntimeDep,
 ) -> Response:
     """Return a connection and its credentials, refreshing them first when they are due."""
-    # One statement (UPDATE ... RETURNING also stamps last_fetched_at), committed before the
-    # refresher runs: it opens its own sessions, and SQLite allows one writer at a time.
+    # One indexed SELECT, no write: last_fetched_at is stamped behind the read (FetchStamps).
+    # The transaction ends before the refresher runs: it opens its own sessions, and SQLite
+    # allows one writer at a time.
     with runtime.store() as store:
-        conn = fetch_for_read(
-            store.session, query.provider_config_key, connectionId, runtime.clock.now()
-        )
+        conn = fetch_for_read(store.session, query.provider_config_key, connectionId)
         if conn is None:
             if store.get_integration(query.provider_config_key) is None:
                 raise ApiError(400, "unknown_provider_config", "Provider does not exists")
             raise ApiError(404, "not_found", "Failed to find connection")
+    now = runtime.clock.now()
+    conn.last_fetched_at = now  # detached row: changes the response, not the database
+    runtime.fetch_stamps.record(conn.id, now)
     credentials = store.credentials(conn)  # decryption only: no database access
     try:
         conn, credentials = runtime.refresher.refresh_for_read(

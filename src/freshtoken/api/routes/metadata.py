@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
 from starlette.responses import Response
 
-from freshtoken.api.deps import AuthedRoute, RuntimeDep
+from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query
 from freshtoken.api.errors import ApiError, error_responses
 from freshtoken.api.schemas import (
     CONNECTION_ID_PATTERN,
@@ -72,16 +72,24 @@ def _ids(body: MetadataBody) -> list[str]:
 
 
 _RESPONSES = error_responses(400, 401, 404, 413, 500, 503)
+# Nango's metadata controllers call requireEmptyQuery: any query parameter is a 400. Without
+# this, ``POST /connections/metadata?anything=1`` was accepted and the parameter ignored.
+_EMPTY_QUERY = [Depends(strict_query())]
 
 
 @router.post(
-    "/connections/metadata", status_code=201, response_model=MetadataEchoOut, responses=_RESPONSES
+    "/connections/metadata",
+    status_code=201,
+    response_model=MetadataEchoOut,
+    responses=_RESPONSES,
+    dependencies=_EMPTY_QUERY,
 )
 @router.post(
     "/connection/metadata",
     status_code=201,
     response_model=MetadataEchoOut,
     responses=_RESPONSES,
+    dependencies=_EMPTY_QUERY,
     deprecated=True,
 )
 def set_metadata(body: MetadataBody, runtime: RuntimeDep) -> Response:
@@ -90,9 +98,18 @@ def set_metadata(body: MetadataBody, runtime: RuntimeDep) -> Response:
     return JSONBytesResponse(body.model_dump(mode="json"), status_code=201)
 
 
-@router.patch("/connections/metadata", response_model=MetadataEchoOut, responses=_RESPONSES)
 @router.patch(
-    "/connection/metadata", response_model=MetadataEchoOut, responses=_RESPONSES, deprecated=True
+    "/connections/metadata",
+    response_model=MetadataEchoOut,
+    responses=_RESPONSES,
+    dependencies=_EMPTY_QUERY,
+)
+@router.patch(
+    "/connection/metadata",
+    response_model=MetadataEchoOut,
+    responses=_RESPONSES,
+    dependencies=_EMPTY_QUERY,
+    deprecated=True,
 )
 def update_metadata(body: MetadataBody, runtime: RuntimeDep) -> Response:
     """Merge keys into the metadata of one or more connections (shallow)."""
