@@ -50,3 +50,26 @@ def test_stamps_survive_a_failed_flush(tmp_path: Path) -> None:
         row = store.get_connection_by_pk(pk)
         assert row is not None and row.last_fetched_at == when
     rt.close()
+
+
+def test_api_shutdown_writes_pending_stamps(tmp_path: Path) -> None:
+    """Stopping the API (its lifespan ends) writes the read stamps still pending."""
+    from fastapi.testclient import TestClient
+    from tests.support import SECRET_KEY
+
+    from freshtoken.api.app import create_app
+
+    rt = make_runtime(make_settings(tmp_path))
+    rt.fetch_stamps._interval = 3600
+    with MockProvider() as provider:
+        pk, _ = add_oauth2_connection(rt, provider, connection_id="c1")
+    headers = {"Authorization": f"Bearer {SECRET_KEY}"}
+    with TestClient(create_app(rt), headers=headers) as client:
+        assert client.get("/connections/c1?provider_config_key=mock").status_code == 200
+        with rt.store() as store:
+            row = store.get_connection_by_pk(pk)
+            assert row is not None and row.last_fetched_at is None
+    with rt.store() as store:
+        row = store.get_connection_by_pk(pk)
+        assert row is not None and row.last_fetched_at is not None
+    rt.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -196,7 +198,16 @@ def _route_template(scope: Scope) -> str | None:
 
 def create_app(runtime: Runtime) -> FastAPI:
     """Build the API around a runtime (which the caller owns and closes)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Write the last second of read stamps on a graceful shutdown (the runtime itself
+        # belongs to the caller, who closes it).
+        runtime.fetch_stamps.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="freshtoken",
         version=__version__,
         description=(

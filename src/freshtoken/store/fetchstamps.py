@@ -42,7 +42,9 @@ class FetchStamps:
             if current is None or when > current:
                 self._pending[connection_pk] = when
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fetch-stamps", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="fetch-stamps", daemon=True
+                )
                 self._thread.start()
 
     def flush(self) -> int:
@@ -78,12 +80,15 @@ class FetchStamps:
         return len(params)
 
     def close(self) -> None:
-        """Stop the thread and write what is pending."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop the thread and write what is pending (a later record starts a new thread)."""
+        with self._lock:
+            thread, stop = self._thread, self._stop
+            self._thread, self._stop = None, threading.Event()
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
         self.flush()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval):
             self.flush()

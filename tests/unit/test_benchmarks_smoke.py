@@ -1,0 +1,148 @@
+"""Smoke test of the benchmarks (benchmarks/): each one runs at toy size, so the code can't rot.
+
+The figures are not checked (toy sizes on a shared machine mean nothing); what is checked is that
+every benchmark runs end to end against the real PostgreSQL and Redis, returns the fields the
+report needs, and that the report renders. freshtoken's correctness guarantees that hold at any
+size (no expired token served, no refresh token spent twice) are asserted too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from benchmarks.common import PG_BASE_URL, REDIS_BASE_URL, Context
+from benchmarks.freshness import bench_freshness
+from benchmarks.read_path import (
+    FLUSH_BATCHES,
+    STAGE_FETCH,
+    STAGE_OLD,
+    STAGE_RECORD,
+    bench_read_path,
+)
+from benchmarks.refresh_throughput import bench_refresh_throughput
+from benchmarks.report import render
+from benchmarks.run import QUICK
+from benchmarks.scan import bench_scan
+from sqlalchemy import create_engine, text
+from tests.support import require_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+RESULTS: dict[str, Any] = {}
+
+
+def _reachable() -> None:
+    try:
+        engine = create_engine(PG_BASE_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception:
+        require_service("PostgreSQL", reachable=False)
+    try:
+        redis.Redis.from_url(REDIS_BASE_URL).ping()
+    except redis.RedisError:
+        require_service("Redis", reachable=False)
+
+
+@pytest.fixture(scope="module")
+def ctx() -> Iterator[Context]:
+    """One benchmark context (schemas, a leased Redis database, processes) for the module."""
+    _reachable()
+    context = Context.create(configure_logs=False)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_read_path_runs(ctx: Context) -> None:
+    result = bench_read_path(ctx, QUICK.read_path, wrk=None)  # the Python load generator
+    RESULTS["read_path"] = {"result": result, "seconds": 0.0}
+    assert [row["concurrency"] for row in result["summary"]] == list(QUICK.read_path.concurrencies)
+    for row in result["summary"]:
+        for endpoint in ("freshtoken", "baseline"):
+            assert row[endpoint]["rps"] > 0
+            assert row[endpoint]["errors"] == 0
+    assert result["profile"]["wall_us_median"]["freshtoken"] > 0
+    assert result["rss_kb"]["peak"]
+    stages = result["stages"]
+    assert {STAGE_FETCH, STAGE_RECORD, STAGE_OLD} <= set(stages["median_us"])
+    rows = QUICK.read_path.connections
+    assert [f["batch"] for f in stages["flush"]] == [min(n, rows) for n, _ in FLUSH_BATCHES]
+    assert all(f["us_per_stamp"] > 0 for f in stages["flush"])
+    # The server's background thread wrote read stamps during the load, without failing.
+    assert result["server_stamps"]["rows_stamped"] > 0
+    assert result["server_stamps"]["flush_failed_lines"] == 0
+
+
+def test_scan_runs(ctx: Context) -> None:
+    result = bench_scan(ctx, QUICK.scan)
+    RESULTS["scan"] = {"result": result, "seconds": 0.0}
+    assert [r["rows"] for r in result["results"]] == list(QUICK.scan.table_sizes)
+    for r in result["results"]:
+        assert r["claimed"] == [QUICK.scan.due]
+        assert r["plan"]["index"] == "ix_connections_next_refresh_at"
+        assert not r["plan"]["seq_scan"]
+        assert r["rss_peak_kb_median"] > 0
+
+
+def test_refresh_throughput_runs(ctx: Context) -> None:
+    results = [bench_refresh_throughput(ctx, sizes) for sizes in QUICK.refresh]
+    RESULTS["refresh"] = {"result": results, "seconds": 0.0}
+    for result in results:
+        assert result["rate_median"] > 0
+        for run in result["runs"]:
+            assert run["refreshes"] == run["enqueued"] == result["sizes"]["connections"]
+            assert run["invalid_grant"] == 0
+
+
+def test_freshness_runs(ctx: Context) -> None:
+    result = bench_freshness(ctx, QUICK.freshness)
+    RESULTS["freshness"] = {"result": result, "seconds": 0.0}
+    expected_reads = int(QUICK.freshness.duration_s * QUICK.freshness.read_rate)
+    for mode in ("on", "off"):
+        m = result["modes"][mode]
+        assert m["reads"] == expected_reads
+        assert m["expired_served"] == 0
+        assert m["invalid_grant"] == 0
+        assert m["reuse_detected"] == 0
+    assert result["modes"]["on"]["worker_refreshes"]  # the worker did refresh
+
+
+def test_report_renders(tmp_path: Path) -> None:
+    """Renders whatever the tests above produced (sections that did not run say so)."""
+    machine = {
+        "cpu_model": "test",
+        "cpu_count": 2,
+        "cpu_affinity": 2,
+        "mem_total_gib": 1.0,
+        "kernel": "test",
+        "python": "test",
+        "packages": {"freshtoken": "0"},
+        "git": {"commit": None, "dirty": False},
+        "postgresql": "test",
+        "postgresql_settings": {},
+        "redis": "test",
+        "load_generator": "test",
+        "load_start": (0.0, 0.0, 0.0),
+        "load_end": (0.0, 0.0, 0.0),
+    }
+    document = render(
+        preset=QUICK,
+        machine=machine,
+        results=dict(RESULTS),
+        command="python -m benchmarks.run --quick",
+        started_at=dt.datetime.now(dt.UTC),
+        total_s=1.0,
+    )
+    (tmp_path / "benchmarks.md").write_text(document)
+    for heading in ("## Summary", "## 1 ·", "## 2 ·", "## 3 ·", "## 4 ·", "## 5 ·", "## Caveats"):
+        assert heading in document
+    if "read_path" in RESULTS:
+        assert "`FetchStamps.flush()`" in document
