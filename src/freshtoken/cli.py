@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from typing import Any
 
 import click
@@ -271,15 +269,13 @@ def dev(host: str, port: int | None, demo: bool) -> None:
 
     from freshtoken import migrate
     from freshtoken.api.app import create_app
+    from freshtoken.worker.embedded import start_embedded
 
     runtime = runtime_from_env()
     migrate.upgrade(runtime.engine)
     settings = runtime.settings
     port = port or settings.api_port
-    background: list[threading.Thread] = []
-    starter = _dev_background(runtime, demo=demo)
-    if starter is not None:
-        background.extend(starter)
+    start_embedded(runtime, demo=demo)
     click.echo(
         "\n".join(
             [
@@ -303,20 +299,10 @@ def dev(host: str, port: int | None, demo: bool) -> None:
     )
 
 
-def _dev_background(runtime: Any, *, demo: bool) -> list[threading.Thread] | None:
-    """Start the embedded worker and beat (and the demo) if the scheduler is available."""
-    try:
-        from freshtoken.worker.embedded import start_embedded
-    except ImportError:
-        return None
-    return start_embedded(runtime, demo=demo)
-
-
 # -- report -----------------------------------------------------------------------------------
 
 main.add_command(report)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("FRESHTOKEN_LOG_FORMAT", "json")
     main()

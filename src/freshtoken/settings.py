@@ -145,8 +145,7 @@ def load_settings(**overrides: object) -> Settings:
 
     In production a missing secret or encryption key is a ConfigError naming the variable. In
     development both are generated once and kept in ``<data_dir>/keys.json`` (mode 0600) so that
-    restarts keep working; :attr:`Settings` remembers nothing about where they came from, the caller
-    is told through the returned ``generated`` flag of :func:`resolve_dev_keys`.
+    restarts keep working (:func:`resolve_dev_keys` also says which ones were generated).
     """
     settings = Settings(**overrides)  # type: ignore[arg-type]
     settings, _ = resolve_dev_keys(settings)

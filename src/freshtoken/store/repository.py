@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from freshtoken.clock import Clock
@@ -352,7 +352,7 @@ class ConnectionStore:
                 .where(
                     Connection.id > after_pk,
                     Connection.credentials_enc.is_not(None),
-                    or_(~Connection.credentials_enc.like(prefix)),
+                    ~Connection.credentials_enc.like(prefix),
                 )
                 .order_by(Connection.id)
                 .limit(limit)

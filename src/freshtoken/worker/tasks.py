@@ -25,10 +25,6 @@ _BACKOFF_BASE_SECONDS = 2.0
 _BACKOFF_CAP_SECONDS = 300.0
 
 
-def _celery_app(task: Task) -> Celery:
-    return task.app
-
-
 def retry_countdown(
     retries: int, expires_at: dt.datetime | None, now: dt.datetime, retry_after: float | None
 ) -> float | None:
