@@ -409,6 +409,9 @@ class Context:
                 "FRESHTOKEN_ENCRYPTION_KEY": self.encryption_key,
                 "FRESHTOKEN_LOG_FORMAT": "json",
                 "FRESHTOKEN_LOG_LEVEL": "INFO",
+                # Token endpoints here are on 127.0.0.1: allowed explicitly wherever freshtoken
+                # has an outbound-address policy (an unknown FRESHTOKEN_* variable is ignored).
+                "FRESHTOKEN_OUTBOUND_ALLOW_PRIVATE": "true",
             }
         )
         env.update({f"FRESHTOKEN_{k.upper()}": str(v) for k, v in settings.items()})
@@ -460,6 +463,18 @@ class Context:
         wait_until(lambda: http_ok(url + "/health"), 30, f"{name} listening", procs=[proc])
         return proc, url
 
+    def bench_provider(
+        self, name: str, *, latency: float = 0.0, lifetime: float = 3600.0
+    ) -> tuple[Proc, str]:
+        """:mod:`benchmarks.provider` (rotation, reuse detection, issue timeline) on a free port."""
+        port = free_port()
+        argv = [sys.executable, "-m", "benchmarks.provider", "--port", str(port)]
+        argv += ["--latency", str(latency), "--lifetime", str(lifetime)]
+        proc = self.start(name, argv, self.env("sqlite://"))
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(url + "/health"), 30, f"{name} listening", procs=[proc])
+        return proc, url
+
     def worker(
         self, name: str, env: Mapping[str, str], *, concurrency: int, pool: str = "prefork"
     ) -> Proc:
@@ -503,12 +518,14 @@ class Context:
         return proc
 
     def api(
-        self, name: str, env: Mapping[str, str], *, module: str | None = None
+        self, name: str, env: Mapping[str, str], *, module: str | None = None, workers: int = 1
     ) -> tuple[Proc, str]:
         """An API server on a free port (``freshtoken api``, or ``python -m <module> --port``)."""
         port = free_port()
         if module is None:
             argv = [*CLI, "api", "--host", "127.0.0.1", "--port", str(port)]
+            if workers != 1:
+                argv += ["--workers", str(workers)]
         else:
             argv = [sys.executable, "-m", module, "--port", str(port)]
         proc = self.start(name, argv, env)
