@@ -29,9 +29,10 @@ from benchmarks.read_path import ReadPathSizes, bench_read_path
 from benchmarks.refresh_throughput import RefreshSizes, bench_refresh_throughput
 from benchmarks.report import render
 from benchmarks.scan import ScanSizes, bench_scan
+from benchmarks.storm import SlowSizes, StormSizes, bench_slow, bench_storm
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("read_path", "scan", "refresh", "freshness")
+SECTIONS = ("read_path", "storm", "slow", "scan", "refresh", "freshness")
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,28 @@ class Preset:
     scan: ScanSizes
     refresh: tuple[RefreshSizes, ...]
     freshness: FreshnessSizes
+    storm: StormSizes
+    slow: SlowSizes
     notes: tuple[str, ...] = field(default=())
 
 
 FULL = Preset(
     name="full",
     read_path=ReadPathSizes(
-        connections=10_000,
+        connections=2000,
         concurrencies=(1, 8, 32),
-        duration_s=3.0,
+        workers=(1, 2),
+        duration_s=2.0,
         repetitions=5,
-        warmup_s=3.0,
-        stage_iterations=400,
+        warmup_s=2.0,
+    ),
+    storm=StormSizes(readers=200, latency_s=0.3, repetitions=5),
+    slow=SlowSizes(
+        trickle_interval_s=2.0,
+        trickle_for_s=45.0,
+        trickle_probe_every_s=5.0,
+        slow_refreshes=45,
+        slow_latency_s=8.0,
     ),
     scan=ScanSizes(
         table_sizes=(10_000, 100_000, 1_000_000), due=500, children=3, scans_per_child=6
@@ -78,12 +89,20 @@ FULL = Preset(
 QUICK = Preset(
     name="quick",
     read_path=ReadPathSizes(
-        connections=500,
+        connections=200,
         concurrencies=(1, 8),
+        workers=(1, 2),
         duration_s=1.0,
         repetitions=1,
         warmup_s=0.5,
-        stage_iterations=30,
+    ),
+    storm=StormSizes(readers=50, latency_s=0.3, repetitions=1),
+    slow=SlowSizes(
+        trickle_interval_s=0.5,
+        trickle_for_s=4.0,
+        trickle_probe_every_s=1.0,
+        slow_refreshes=10,
+        slow_latency_s=2.0,
     ),
     scan=ScanSizes(table_sizes=(1_000, 5_000), due=50, children=1, scans_per_child=2),
     refresh=(
@@ -111,6 +130,8 @@ def run_sections(
     """Run the chosen benchmarks; a failing one is recorded (with its traceback) and skipped."""
     runners: dict[str, Callable[[], Any]] = {
         "read_path": lambda: bench_read_path(ctx, preset.read_path, wrk=wrk),
+        "storm": lambda: bench_storm(ctx, preset.storm),
+        "slow": lambda: bench_slow(ctx, preset.slow),
         "scan": lambda: bench_scan(ctx, preset.scan),
         "refresh": lambda: [bench_refresh_throughput(ctx, s) for s in preset.refresh],
         "freshness": lambda: bench_freshness(ctx, preset.freshness),

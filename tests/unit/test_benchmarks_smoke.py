@@ -17,17 +17,12 @@ import pytest
 import redis
 from benchmarks.common import PG_BASE_URL, REDIS_BASE_URL, Context
 from benchmarks.freshness import bench_freshness
-from benchmarks.read_path import (
-    FLUSH_BATCHES,
-    STAGE_FETCH,
-    STAGE_OLD,
-    STAGE_RECORD,
-    bench_read_path,
-)
+from benchmarks.read_path import bench_read_path
 from benchmarks.refresh_throughput import bench_refresh_throughput
 from benchmarks.report import render
 from benchmarks.run import QUICK
 from benchmarks.scan import bench_scan
+from benchmarks.storm import bench_slow, bench_storm, superseded
 from sqlalchemy import create_engine, text
 from tests.support import require_service
 
@@ -62,23 +57,59 @@ def ctx() -> Iterator[Context]:
 
 
 def test_read_path_runs(ctx: Context) -> None:
+    """freshtoken and the raw ASGI baseline both answer every request, per worker count."""
     result = bench_read_path(ctx, QUICK.read_path, wrk=None)  # the Python load generator
     RESULTS["read_path"] = {"result": result, "seconds": 0.0}
-    assert [row["concurrency"] for row in result["summary"]] == list(QUICK.read_path.concurrencies)
+    expected = [(w, c) for w in QUICK.read_path.workers for c in QUICK.read_path.concurrencies]
+    assert [(row["workers"], row["concurrency"]) for row in result["summary"]] == expected
     for row in result["summary"]:
         for endpoint in ("freshtoken", "baseline"):
             assert row[endpoint]["rps"] > 0
             assert row[endpoint]["errors"] == 0
-    assert result["profile"]["wall_us_median"]["freshtoken"] > 0
-    assert result["rss_kb"]["peak"]
-    stages = result["stages"]
-    assert {STAGE_FETCH, STAGE_RECORD, STAGE_OLD} <= set(stages["median_us"])
-    rows = QUICK.read_path.connections
-    assert [f["batch"] for f in stages["flush"]] == [min(n, rows) for n, _ in FLUSH_BATCHES]
-    assert all(f["us_per_stamp"] > 0 for f in stages["flush"])
-    # The server's background thread wrote read stamps during the load, without failing.
-    assert result["server_stamps"]["rows_stamped"] > 0
-    assert result["server_stamps"]["flush_failed_lines"] == 0
+        assert row["ratio"] > 0
+    assert result["memory"]["1"]["end_kb"] > 0
+
+
+def test_superseded_counts_tokens_replaced_before_arrival() -> None:
+    """A token counts as superseded when a newer one was issued before the response arrived."""
+    from benchmarks.storm import Response
+
+    issued = [(10.0, "a"), (20.0, "b")]
+    responses = [
+        Response(0, 200, 1.0, 15.0, "a"),  # current when it arrived
+        Response(0, 200, 1.0, 25.0, "a"),  # "b" was issued at 20: superseded
+        Response(0, 200, 1.0, 25.0, "b"),
+        Response(0, 424, 1.0, 25.0, None),  # no token: not counted
+    ]
+    assert superseded(responses, issued) == 1
+
+
+def test_storm_runs(ctx: Context) -> None:
+    """Both storms run over two API processes; every reader gets a token that was current."""
+    result = bench_storm(ctx, QUICK.storm)
+    RESULTS["storm"] = {"result": result, "seconds": 0.0}
+    for kind in ("expired", "forced"):
+        k = result["kinds"][kind]
+        assert k["errors_total"] == 0
+        assert k["invalid_grant_total"] == 0
+        assert k["provider_calls_max"] >= 1
+        for run in k["runs"]:
+            assert run["readers"] == QUICK.storm.readers
+            assert all(n > 0 for n in run["per_api"])  # both processes served
+
+
+def test_slow_runs(ctx: Context) -> None:
+    """The trickling endpoint is called and the probes during slow refreshes are answered."""
+    result = bench_slow(ctx, QUICK.slow)
+    RESULTS["slow"] = {"result": result, "seconds": 0.0}
+    trickle = result["trickle"]
+    assert trickle["calls"] >= 1
+    assert trickle["first_call_s"] > 0
+    during = result["slow_refreshes"]
+    assert during["reads"]["count"] == QUICK.slow.slow_refreshes
+    for probe in ("health", "other_read"):
+        assert during[probe]["samples"] > 0
+        assert during[probe]["errors"] == 0
 
 
 def test_scan_runs(ctx: Context) -> None:
@@ -144,5 +175,7 @@ def test_report_renders(tmp_path: Path) -> None:
     (tmp_path / "benchmarks.md").write_text(document)
     for heading in ("## Summary", "## 1 ·", "## 2 ·", "## 3 ·", "## 4 ·", "## 5 ·", "## Caveats"):
         assert heading in document
-    if "read_path" in RESULTS:
-        assert "`FetchStamps.flush()`" in document
+    if "storm" in RESULTS:
+        assert "## 6 ·" in document
+    if "slow" in RESULTS:
+        assert "## 7 ·" in document
