@@ -162,6 +162,7 @@ async def open_loop_reads(
     auth: str,
     pool_size: int,
     seed: int = 11,
+    prefix: str = "/connections/c",
 ) -> list[Read]:
     """Issue ``rate`` reads/s of random connections for ``duration`` s (open loop, paced)."""
     host, port = split_url(base)
@@ -179,7 +180,7 @@ async def open_loop_reads(
         t0 = time.perf_counter()
         try:
             status, response_headers, body = await client.get(
-                f"/connections/c{connection}?provider_config_key={INTEGRATION_KEY}", headers
+                f"{prefix}{connection}?provider_config_key={INTEGRATION_KEY}", headers
             )
         except (OSError, asyncio.IncompleteReadError, ValueError):
             await client.close()

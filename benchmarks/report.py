@@ -100,6 +100,7 @@ def render(
     _memory(w, results)
     _storm(w, results.get("storm"))
     _slow(w, results.get("slow"))
+    _early_warning(w, results.get("early_warning"))
     _caveats(w, machine, preset)
     _errors(w, results)
     return "\n".join(out).rstrip() + "\n"
@@ -234,6 +235,16 @@ def _summary(w: Any, results: dict[str, Any]) -> None:
             f"< {HEALTH_P99_MS:.0f} ms | {_f(hp, 1)} ms / {_f(op, 1)} ms | "
             f"{_met(hp < HEALTH_P99_MS and op < HEALTH_P99_MS)} |"
         )
+    ew = _result(results.get("early_warning"))
+    if ew:
+        on, off = ew["modes"]["on"], ew["modes"]["off"]
+        w(
+            f"| 8 | early warning: time between freshtoken knowing a connection needs "
+            f"re-authorisation ({ew['source']}) and its token's expiry, median / min, "
+            f"{ew['sizes']['connections']} grants revoked at random times | on ≫ off | on: "
+            f"{_f(on['warning_s_median'])} / {_f(on['warning_s_min'])} s; off: "
+            f"{_f(off['warning_s_median'])} / {_f(off['warning_s_min'])} s | n/a |"
+        )
     w("")
 
 
@@ -349,6 +360,14 @@ def _sizes(w: Any, preset: Any) -> None:
             f"`freshtoken api` processes, connections opened before the storm; provider latency "
             f"{st.latency_s:g} s; {st.repetitions} repetitions of each kind, each on a new "
             "connection."
+        )
+    ew = getattr(preset, "early_warning", None)
+    if ew:
+        w(
+            f"- **8 · early warning**: {ew.connections} connections per mode, "
+            f"{ew.lifetime_s:g}-s tokens, {ew.read_rate:g} reads/s, scan interval "
+            f"{ew.scan_interval_s:g} s; a mode ends when every failure is known, or "
+            f"{ew.tail_s:g} s after the last expiry."
         )
     if sl:
         w(
@@ -908,6 +927,66 @@ def _slow(w: Any, section: dict[str, Any] | None) -> None:
         f"Target (issue 9): both under {HEALTH_P99_MS:.0f} ms p99 — "
         + _met(max(d["health"]["p99_ms"], d["other_read"]["p99_ms"]) < HEALTH_P99_MS)
         + "."
+    )
+    w("")
+
+
+def _early_warning(w: Any, section: dict[str, Any] | None) -> None:
+    if section is None:
+        return
+    w("## 8 · Early warning: proactive refresh on vs refresh-on-read only")
+    w("")
+    ew = _result(section)
+    if ew is None:
+        w("Failed (see Errors).")
+        w("")
+        return
+    sz = ew["sizes"]
+    source = (
+        "the receipt of the refresh-failure webhook (`success: false`) at a receiver run by "
+        "the benchmark"
+        if ew["source"] == "webhook"
+        else "the first `token.refresh` line of the connection with a permanent failure "
+        "(`error_class: permanent`: needs re-authorisation), since the code measured has no "
+        "auth webhooks (its settings have no `webhook_url`); once it has, the benchmark uses "
+        "webhook receipt instead"
+    )
+    w(
+        f"{sz['connections']} connections imported through `POST /connections`, tokens expiring "
+        f"{sz['expiry_from_s']:g}–{sz['expiry_from_s'] + sz['expiry_spread_s']:g} s after the "
+        f"start (the provider issues {sz['lifetime_s']:g}-s tokens); each grant is revoked at "
+        f"the provider at a random time, at least {sz['revoke_before_s']:g} s before the "
+        f"imported expiry (the same times in both modes); {sz['read_rate']:g} reads/s of random "
+        f"connections throughout (open loop); scan interval {sz['scan_interval_s']:g} s. "
+        "**on**: `freshtoken api` + `worker` + `beat`; **off**: `freshtoken api` (plus a worker "
+        "without beat when webhooks are delivered). Known = "
+        + source
+        + ". **Warning** = the expiry of the last token freshtoken held for the connection "
+        "minus that moment (negative: the token had already expired). One run per mode."
+    )
+    w("")
+    w("| | proactive **on** | proactive **off** |")
+    w("| --- | ---: | ---: |")
+    on, off = ew["modes"]["on"], ew["modes"]["off"]
+    w(
+        f"| failures known | {on['known']} of {sz['connections']} | {off['known']} of "
+        f"{sz['connections']} |"
+    )
+    w(
+        f"| **warning, median** s | **{_f(on['warning_s_median'])}** | "
+        f"**{_f(off['warning_s_median'])}** |"
+    )
+    w(f"| warning, minimum s | {_f(on['warning_s_min'])} | {_f(off['warning_s_min'])} |")
+    w(
+        f"| known only after the token expired | {on['expired_before_known']} | "
+        f"{off['expired_before_known']} |"
+    )
+    w(
+        "| what found the failure (`trigger`) | "
+        + ", ".join(f"{k} {v}" for k, v in sorted(on["failure_triggers"].items()))
+        + " | "
+        + ", ".join(f"{k} {v}" for k, v in sorted(off["failure_triggers"].items()))
+        + " |"
     )
     w("")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, Context, log
+from benchmarks.early_warning import EarlyWarningSizes, bench_early_warning
 from benchmarks.freshness import FreshnessSizes, bench_freshness
 from benchmarks.loadgen import ensure_wrk
 from benchmarks.machine import describe, load_average
@@ -32,7 +33,7 @@ from benchmarks.scan import ScanSizes, bench_scan
 from benchmarks.storm import SlowSizes, StormSizes, bench_slow, bench_storm
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("read_path", "storm", "slow", "scan", "refresh", "freshness")
+SECTIONS = ("read_path", "storm", "slow", "scan", "refresh", "freshness", "early_warning")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Preset:
     freshness: FreshnessSizes
     storm: StormSizes
     slow: SlowSizes
+    early_warning: EarlyWarningSizes
     notes: tuple[str, ...] = field(default=())
 
 
@@ -66,6 +68,16 @@ FULL = Preset(
         trickle_probe_every_s=5.0,
         slow_refreshes=45,
         slow_latency_s=8.0,
+    ),
+    early_warning=EarlyWarningSizes(
+        connections=20,
+        lifetime_s=60.0,
+        read_rate=10.0,
+        scan_interval_s=3.0,
+        expiry_from_s=40.0,
+        expiry_spread_s=30.0,
+        revoke_before_s=33.0,
+        tail_s=15.0,
     ),
     scan=ScanSizes(
         table_sizes=(10_000, 100_000, 1_000_000), due=500, children=3, scans_per_child=6
@@ -104,6 +116,16 @@ QUICK = Preset(
         slow_refreshes=10,
         slow_latency_s=2.0,
     ),
+    early_warning=EarlyWarningSizes(
+        connections=4,
+        lifetime_s=20.0,
+        read_rate=4.0,
+        scan_interval_s=1.0,
+        expiry_from_s=16.0,
+        expiry_spread_s=6.0,
+        revoke_before_s=13.0,
+        tail_s=6.0,
+    ),
     scan=ScanSizes(table_sizes=(1_000, 5_000), due=50, children=1, scans_per_child=2),
     refresh=(
         RefreshSizes(
@@ -135,6 +157,7 @@ def run_sections(
         "scan": lambda: bench_scan(ctx, preset.scan),
         "refresh": lambda: [bench_refresh_throughput(ctx, s) for s in preset.refresh],
         "freshness": lambda: bench_freshness(ctx, preset.freshness),
+        "early_warning": lambda: bench_early_warning(ctx, preset.early_warning),
     }
     results: dict[str, Any] = {}
     for name in sections:

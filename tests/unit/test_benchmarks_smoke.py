@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from benchmarks.common import PG_BASE_URL, REDIS_BASE_URL, Context
+from benchmarks.early_warning import bench_early_warning
 from benchmarks.freshness import bench_freshness
 from benchmarks.read_path import bench_read_path
 from benchmarks.refresh_throughput import bench_refresh_throughput
@@ -146,6 +147,19 @@ def test_freshness_runs(ctx: Context) -> None:
     assert result["modes"]["on"]["worker_refreshes"]  # the worker did refresh
 
 
+def test_early_warning_runs(ctx: Context) -> None:
+    """Every revoked grant's failure becomes known in both modes, and the warning is measured."""
+    result = bench_early_warning(ctx, QUICK.early_warning)
+    RESULTS["early_warning"] = {"result": result, "seconds": 0.0}
+    assert result["source"] in ("webhook", "log")
+    for mode in ("on", "off"):
+        m = result["modes"][mode]
+        assert m["known"] == QUICK.early_warning.connections
+        assert m["warning_s_min"] is not None
+    # Proactive refresh found the failures itself, before any read did.
+    assert set(result["modes"]["on"]["failure_triggers"]) <= {"scheduled", "keepalive"}
+
+
 def test_report_renders(tmp_path: Path) -> None:
     """Renders whatever the tests above produced (sections that did not run say so)."""
     machine = {
@@ -179,3 +193,5 @@ def test_report_renders(tmp_path: Path) -> None:
         assert "## 6 ·" in document
     if "slow" in RESULTS:
         assert "## 7 ·" in document
+    if "early_warning" in RESULTS:
+        assert "## 8 ·" in document
