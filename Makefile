@@ -38,7 +38,7 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-bench: $(STAMP) ## run the benchmarks and write docs/benchmarks.md
-	$(PY) -m benchmarks.run
+bench: $(STAMP) ## run the benchmarks and write docs/benchmarks.md (BENCH_ARGS="--only read_path")
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 .PHONY: help install run demo test lint fmt bench

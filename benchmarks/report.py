@@ -337,7 +337,8 @@ def _sizes(w: Any, preset: Any) -> None:
         w(
             "  - *Scaled down, and why*: the issue asks for 5,000 connections with 10-minute "
             "tokens over 8 minutes per mode, i.e. 16 minutes for this benchmark alone, against a "
-            "10-minute budget for the whole run. What decides freshness is the proportions, and "
+            "budget of about 12 minutes for the whole run. What decides freshness is the "
+            "proportions, and "
             f"they are kept: freshtoken's policy gives a {fr.lifetime_s:g}-s token a read margin "
             f"of {margin:g} s and a refresh lead of {lead:g} s (a 10-minute token: "
             f"{issue_margin:g} s and {issue_lead:g} s, the same ¼ and ½ of the lifetime); the "
@@ -1017,6 +1018,21 @@ def _caveats(w: Any, machine: dict[str, Any], preset: Any) -> None:
         "for the same read, not a comparison with another product. The load generator runs on "
         "the same 2 cores as both servers and PostgreSQL; it takes a larger share of the CPU "
         "when the server is fast, which, if anything, flatters freshtoken's ratio."
+    )
+    lg = str(machine.get("load_generator") or "")
+    if lg.startswith("python"):
+        w(
+            "- Benchmark 1's load generator is the Python one (`benchmarks/loadgen.py`: a process "
+            "of its own, asyncio Protocols on uvloop, a few µs of CPU per request) because `wrk` "
+            "was not installed; `make bench` installs wrk with apt-get when it runs as root. A "
+            "Python client takes more of the 2 cores than wrk, more so against the faster "
+            "server, which, if anything, flatters freshtoken's ratio."
+        )
+    w(
+        "- Benchmarks 6–8 use `benchmarks/provider.py` as the token endpoint, not `freshtoken "
+        "mock-provider`: it keeps a timeline of every token issued (to count superseded tokens), "
+        "trickles, and revokes single grants; its rotation and reuse detection behave as the "
+        "mock provider's."
     )
     w(
         "- Benchmark 2 runs on warm caches (the tables were just loaded); the scan's claim is an "

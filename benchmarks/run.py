@@ -1,6 +1,6 @@
 """Run every benchmark side by side and write the report: ``python -m benchmarks.run``.
 
-``make bench`` runs this with the full sizes (about ten minutes on 2 cores) and writes
+``make bench`` runs this with the full sizes (about twelve minutes on 2 cores) and writes
 docs/benchmarks.md. ``--quick`` runs toy sizes in under a minute and writes its report to a
 temporary file unless ``--out`` is given: its figures only show that the code runs.
 """
@@ -87,12 +87,12 @@ FULL = Preset(
         RefreshSizes(concurrency=16, pool="threads", latency_s=0.1, connections=600, repetitions=3),
     ),
     freshness=FreshnessSizes(
-        connections=2000,
-        lifetime_s=120.0,
-        duration_s=180.0,
+        connections=1000,
+        lifetime_s=60.0,
+        duration_s=90.0,
         read_rate=100.0,
         latency_s=0.3,
-        scan_interval_s=6.0,
+        scan_interval_s=3.0,
         worker_concurrency=16,
         worker_pool="prefork",
     ),
@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="toy sizes, under a minute")
     parser.add_argument("--out", type=Path, default=None, help="report path")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections, any of: {', '.join(SECTIONS)}",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     parser.add_argument(
         "--loadgen",
