@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     parser.add_argument(
+        "--note", action="append", default=[], help="a sentence for the report's top (repeatable)"
+    )
+    parser.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command_line(args_list),
         started_at=started_at,
         total_s=total_s,
+        notes=tuple(args.note),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
