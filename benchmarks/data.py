@@ -1,5 +1,7 @@
 """Bulk-loading connections: ``INSERT ... SELECT generate_series`` (as tests/integration's scan-plan
-test does), then, where the benchmark reads credentials, one encrypted credentials blob per row.
+test does) for the scan benchmark, and in-process imports of mock-provider token families for the
+worker benchmarks. (The benchmarks that start ``freshtoken api`` import through its HTTP API:
+``benchmarks/api_client.py``.)
 
 Timestamps are naive UTC, as freshtoken stores them (``UTCDateTime``).
 """
@@ -7,12 +9,10 @@ Timestamps are naive UTC, as freshtoken stores them (``UTCDateTime``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from sqlalchemy import text
 
-from freshtoken.crypto import aad_for
 from freshtoken.runtime import Runtime
 from freshtoken.store.credentials import iso
 
@@ -67,46 +67,6 @@ def insert_rows(
             ),
             {"key": key, "iid": integration_id, "due": due, "first": first, "last": last},
         )
-
-
-def encrypt_credentials(runtime: Runtime, *, token_url: str | None = None) -> int:
-    """Give every row without credentials an encrypted OAUTH2 blob matching its ``expires_at``.
-
-    The tokens are random-looking placeholders (never sent to a provider by the read benchmark).
-    """
-    cipher = runtime.cipher
-    with runtime.engine.begin() as conn:
-        rows = conn.execute(
-            text("SELECT id, expires_at FROM connections WHERE credentials_enc IS NULL ORDER BY id")
-        ).all()
-        updates: list[dict[str, Any]] = []
-        for pk, expires_at in rows:
-            credentials = {
-                "type": "OAUTH2",
-                "access_token": f"bench-at-{pk:08d}-" + "a" * 24,
-                "refresh_token": f"bench-rt-{pk:08d}-" + "r" * 24,
-                "expires_at": iso(expires_at.replace(tzinfo=dt.UTC)),
-                "raw": {"token_type": "bearer", "scope": "read write"},
-            }
-            updates.append(
-                {
-                    "id": pk,
-                    "enc": cipher.encrypt_json(
-                        credentials, aad_for("connections", pk, "credentials")
-                    ),
-                }
-            )
-        for start in range(0, len(updates), 2000):
-            conn.execute(
-                text("UPDATE connections SET credentials_enc = :enc WHERE id = :id"),
-                updates[start : start + 2000],
-            )
-        if token_url is not None:
-            conn.execute(
-                text("UPDATE connections SET connection_config = CAST(:cfg AS jsonb)"),
-                {"cfg": json.dumps({"token_url": token_url})},
-            )
-    return len(rows)
 
 
 def seed_families(provider_url: str, count: int, lifetime: float) -> list[dict[str, Any]]:
