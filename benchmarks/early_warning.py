@@ -2,9 +2,12 @@
 know (and say) that the connection needs re-authorisation?
 
 ``connections`` connections are imported through ``POST /connections``; each one's grant is
-revoked at the provider (:mod:`benchmarks.provider`) at a random time before freshtoken would
-first refresh it. Reads of random connections arrive at ``read_rate`` per second throughout, as
-a product would send them. Two modes, each on a fresh schema and provider:
+revoked at the provider (:mod:`benchmarks.provider`) at a random time at least
+``revoke_before_s`` before the imported expiry: before the proactive refresh would first be due
+(the refresh lead of an imported token is half its lifetime as imported, at most
+``(expiry_from_s + expiry_spread_s) / 2``). Reads of random connections arrive at
+``read_rate`` per second throughout, as a product would send them. Two modes, each on a fresh
+schema and provider:
 
 * **on**: ``freshtoken api`` + ``worker`` + ``beat`` (proactive refresh);
 * **off**: ``freshtoken api`` only (refresh-on-read, Nango's model); a ``worker`` without
@@ -50,7 +53,7 @@ class EarlyWarningSizes:
     scan_interval_s: float = 3.0
     expiry_from_s: float = 40.0  # imported tokens expire uniformly in [from, from + spread]
     expiry_spread_s: float = 30.0
-    revoke_before_s: float = 33.0  # revoked at least this long before the imported expiry
+    revoke_before_s: float = 36.0  # revoked at least this long before the imported expiry
     tail_s: float = 15.0  # the run ends this long after the last expiry (or when all are known)
 
 
@@ -190,7 +193,7 @@ def _mode(ctx: Context, sizes: EarlyWarningSizes, name: str, source: str) -> dic
     ctx.drop_schema(url)
     ctx.redis.clear()
 
-    per_connection = []
+    per_connection: list[dict[str, Any]] = []
     for i, family in enumerate(families):
         cid = f"w{i + 1}"
         refreshes = issued.get(family["family"], [])[1:]  # [0] is the seeded token
@@ -214,7 +217,7 @@ def _mode(ctx: Context, sizes: EarlyWarningSizes, name: str, source: str) -> dic
                 "trigger": trigger,
             }
         )
-    warnings = [c["warning_s"] for c in per_connection if c["warning_s"] is not None]
+    warnings = [float(c["warning_s"]) for c in per_connection if c["warning_s"] is not None]
     triggers: dict[str, int] = {}
     for c in per_connection:
         triggers[str(c["trigger"])] = triggers.get(str(c["trigger"]), 0) + 1

@@ -248,7 +248,7 @@ async def _run_python(
             finished.append(self.done)
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]
+            self.transport = transport
             self.send()
 
         def send(self) -> None:

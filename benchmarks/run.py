@@ -76,7 +76,7 @@ FULL = Preset(
         scan_interval_s=3.0,
         expiry_from_s=40.0,
         expiry_spread_s=30.0,
-        revoke_before_s=33.0,
+        revoke_before_s=36.0,
         tail_s=15.0,
     ),
     scan=ScanSizes(
