@@ -103,7 +103,7 @@ def render(
     w("")
     _summary(w, results)
     _machine(w, machine, command, started_at, total_s, results)
-    _sizes(w, preset)
+    _sizes(w, preset, set(results))
     _read_path(w, results.get("read_path"))
     _scan(w, results.get("scan"))
     _refresh(w, results.get("refresh"))
@@ -310,10 +310,35 @@ def _machine(
     w("")
 
 
-def _sizes(w: Any, preset: Any) -> None:
+def _sizes(w: Any, preset: Any, ran: set[str]) -> None:
+    """The sizes of the sections that ran."""
     rp, sc, fr = preset.read_path, preset.scan, preset.freshness
     w("## Sizes")
     w("")
+    if "read_path" in ran:
+        _sizes_read(w, rp)
+    if "scan" in ran:
+        _sizes_scan(w, sc)
+    if "refresh" in ran:
+        _sizes_refresh(w, preset)
+    if "freshness" in ran:
+        _sizes_freshness(w, preset, fr)
+    if {"read_path", "scan", "freshness"} & ran:
+        w(
+            "- **5 · memory**: the scanner processes of benchmark 2 (each reports its own "
+            "`VmHWM`); the API processes of benchmark 1 (`VmRSS` read from `/proc` before and "
+            "after the load); the API processes of benchmark 4."
+        )
+    if "storm" in ran:
+        _sizes_storm(w, preset.storm)
+    if "slow" in ran:
+        _sizes_slow(w, preset.slow)
+    if "early_warning" in ran:
+        _sizes_early(w, preset.early_warning)
+    w("")
+
+
+def _sizes_read(w: Any, rp: Any) -> None:
     w(
         f"- **1 · read path**: {rp.connections:,} connections (tokens valid for a day, so no read "
         f"refreshes); {', '.join(map(str, rp.workers))} worker process(es) per server; "
@@ -321,12 +346,18 @@ def _sizes(w: Any, preset: Any) -> None:
         f"per concurrency per repetition, {rp.repetitions} repetitions, alternating order; "
         f"{rp.warmup_s:g} s warm-up per server and worker count."
     )
+
+
+def _sizes_scan(w: Any, sc: Any) -> None:
     w(
         f"- **2 · scan**: tables of {', '.join(f'{n:,}' for n in sc.table_sizes)} connections, "
         f"{sc.due} due in each; {sc.children} worker-like processes per size (round-robin over "
         f"the sizes) × {sc.scans_per_child} timed scans each (one untimed warm-up scan per "
         f"process) = {sc.children * sc.scans_per_child} scans per size."
     )
+
+
+def _sizes_refresh(w: Any, preset: Any) -> None:
     for r in preset.refresh:
         w(
             f"- **3 · refresh throughput**: one `freshtoken worker` ({r.pool}, concurrency "
@@ -334,6 +365,9 @@ def _sizes(w: Any, preset: Any) -> None:
             f"refreshes per repetition, {r.repetitions} repetitions after a {r.warmup}-refresh "
             "warm-up; provider rate limit raised to 100,000/s for this benchmark."
         )
+
+
+def _sizes_freshness(w: Any, preset: Any, fr: Any) -> None:
     margin, lead = _margins(fr.lifetime_s)
     issue_margin, issue_lead = _margins(600.0)
     steady = fr.connections / lead
@@ -361,12 +395,9 @@ def _sizes(w: Any, preset: Any) -> None:
             f"{fr.connections:,} / {lead:g} s ≈ {steady:.0f} tokens/s, against 5,000 / "
             f"{issue_lead:g} s ≈ {5000 / issue_lead:.0f}/s."
         )
-    w(
-        "- **5 · memory**: the scanner processes of benchmark 2 (each reports its own `VmHWM`); "
-        "the API processes of benchmark 1 (`VmRSS` read from `/proc` before and after the load); "
-        "the API processes of benchmark 4."
-    )
-    st, sl = getattr(preset, "storm", None), getattr(preset, "slow", None)
+
+
+def _sizes_storm(w: Any, st: Any) -> None:
     if st:
         w(
             f"- **6 · storms**: {st.readers} concurrent reads per storm, round-robin over 2 "
@@ -374,7 +405,9 @@ def _sizes(w: Any, preset: Any) -> None:
             f"{st.latency_s:g} s; {st.repetitions} repetitions of each kind, each on a new "
             "connection."
         )
-    ew = getattr(preset, "early_warning", None)
+
+
+def _sizes_early(w: Any, ew: Any) -> None:
     if ew:
         w(
             f"- **8 · early warning**: {ew.connections} connections per mode, "
@@ -382,6 +415,9 @@ def _sizes(w: Any, preset: Any) -> None:
             f"{ew.scan_interval_s:g} s; a mode ends when every failure is known, or "
             f"{ew.tail_s:g} s after the last expiry."
         )
+
+
+def _sizes_slow(w: Any, sl: Any) -> None:
     if sl:
         w(
             f"- **7 · slow endpoints**: trickle: 1 byte every {sl.trickle_interval_s:g} s for up "
@@ -391,7 +427,6 @@ def _sizes(w: Any, preset: Any) -> None:
             f"answers after {sl.slow_latency_s:g} s, one API process, `/health` and another "
             f"connection probed back to back ({sl.probe_gap_s * 1000:g} ms apart)."
         )
-    w("")
 
 
 # -- 1 --------------------------------------------------------------------------------------------

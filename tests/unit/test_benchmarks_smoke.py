@@ -114,6 +114,7 @@ def test_slow_runs(ctx: Context) -> None:
 
 
 def test_scan_runs(ctx: Context) -> None:
+    """Every table size is scanned through the index, claiming exactly the due rows."""
     result = bench_scan(ctx, QUICK.scan)
     RESULTS["scan"] = {"result": result, "seconds": 0.0}
     assert [r["rows"] for r in result["results"]] == list(QUICK.scan.table_sizes)
@@ -125,6 +126,7 @@ def test_scan_runs(ctx: Context) -> None:
 
 
 def test_refresh_throughput_runs(ctx: Context) -> None:
+    """The worker refreshes every enqueued connection once, with no invalid_grant."""
     results = [bench_refresh_throughput(ctx, sizes) for sizes in QUICK.refresh]
     RESULTS["refresh"] = {"result": results, "seconds": 0.0}
     for result in results:
@@ -135,6 +137,7 @@ def test_refresh_throughput_runs(ctx: Context) -> None:
 
 
 def test_freshness_runs(ctx: Context) -> None:
+    """Both modes serve every read, never an expired token, never a refresh token twice."""
     result = bench_freshness(ctx, QUICK.freshness)
     RESULTS["freshness"] = {"result": result, "seconds": 0.0}
     expected_reads = int(QUICK.freshness.duration_s * QUICK.freshness.read_rate)
