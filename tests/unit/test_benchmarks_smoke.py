@@ -198,3 +198,46 @@ def test_report_renders(tmp_path: Path) -> None:
         assert "## 7 ·" in document
     if "early_warning" in RESULTS:
         assert "## 8 ·" in document
+
+
+def test_benchmark_provider_rotates_detects_reuse_and_revokes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storm benchmarks' token endpoint: rotation, reuse detection, revocation, timeline."""
+    import asyncio
+
+    import httpx
+    from benchmarks import provider
+
+    async def run() -> None:
+        fresh = provider.State()
+        fresh.reset()
+        monkeypatch.setattr(provider, "STATE", fresh)
+        transport = httpx.ASGITransport(app=provider.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            fam, other = (await client.post("/_bench/seed", json={"count": 2})).json()
+
+            async def refresh(rt: str) -> httpx.Response:
+                data = {"grant_type": "refresh_token", "refresh_token": rt}
+                return await client.post("/oauth/token", data=data)
+
+            first = await refresh(fam["refresh_token"])
+            assert first.status_code == 200
+            assert first.json()["refresh_token"] != fam["refresh_token"]
+            # The spent refresh token again: invalid_grant, and the family is revoked.
+            assert (await refresh(fam["refresh_token"])).json()["error"] == "invalid_grant"
+            assert (await refresh(first.json()["refresh_token"])).status_code == 400
+            # A revoked grant refuses its live refresh token.
+            await client.post("/_bench/revoke", json={"family": other["family"]})
+            assert (await refresh(other["refresh_token"])).status_code == 400
+            stats = (await client.get("/_bench/stats")).json()
+            assert stats["refresh_calls"] == 4
+            assert stats["reuse_detected"] == 1
+            assert stats["max_presentations_of_one_refresh_token"] == 2
+            issued = (await client.get("/_bench/issued")).json()
+            assert [token for _, token in issued[fam["family"]]] == [
+                fam["access_token"],
+                first.json()["access_token"],
+            ]
+
+    asyncio.run(run())
