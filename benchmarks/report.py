@@ -91,6 +91,14 @@ def render(
         "ratios measured side by side. Absolute numbers depend on this machine and on what "
         "else ran on it, and are shown for context only."
     )
+    w("")
+    w(
+        "Re-run: `make bench` (every section, about 12 minutes on 2 cores), one or a few "
+        "sections with `.venv/bin/python -m benchmarks.run --only read_path,storm` (or `make "
+        'bench BENCH_ARGS="--only read_path"`), toy sizes with `--quick`. Sections: '
+        "`read_path`, `storm`, `slow`, `scan`, `refresh`, `freshness`, `early_warning`. A run "
+        "rewrites this whole file."
+    )
     for note in notes:
         w("")
         w(f"> **Note on this run:** {note}")
