@@ -89,10 +89,14 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
-    settings = _schema_checked_settings()
+    from freshtoken.preflight import check_schema
+
+    settings = plain_settings()
+    check_schema(settings)
     host, port = host or settings.api_host, port or settings.api_port
     # Bound here, before anything is printed, so a busy port is one line naming the setting.
     sock = bind_port(host, port)
+    settings_from_env()  # keys and logging, as every worker process will resolve them
     options: dict[str, Any] = {"log_config": None, "access_log": False, "server_header": False}
     if workers == 1:
         config = uvicorn.Config("freshtoken.bootstrap:asgi_app", factory=True, **options)
