@@ -52,6 +52,9 @@ RELATIVE_ACCURACY = 0.01
 MAX_KEYS = 200
 MAX_BUCKETS = 1440
 MAX_FAILING = 10_000
+# Latest success per connection, so that "latest attempt failed" is decided by timestamp
+# whatever order the files come in (least recently succeeding evicted first).
+MAX_LAST_OK = 50_000
 MAX_LINE_BYTES = 1 << 20
 PROGRESS_MIN_BYTES = 8 << 20
 OTHER = "(other)"
@@ -356,6 +359,9 @@ class LogStats:
         self.expired_at_read = 0
         self.failing: OrderedDict[tuple[str, str], FailingConnection] = OrderedDict()
         self.failing_evicted = 0
+        self.last_ok: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Lines in freshtoken's console format (FRESHTOKEN_LOG_FORMAT=console or a terminal).
+        self.console = 0
         # refresh.scan
         self.scans = 0
         self.scan_due = 0
@@ -398,6 +404,8 @@ class LogStats:
                     self.blank += 1
                 else:
                     self.malformed += 1
+                    if _CONSOLE_LINE.match(line):
+                        self.console += 1
                 return
         if not isinstance(obj, dict):
             self.malformed += 1
@@ -472,7 +480,7 @@ class LogStats:
             )
             self._failed(o, provider)
         elif outcome in ("success", "skipped_fresh"):
-            self.failing.pop(_connection_key(o), None)
+            self._succeeded(o)
         if row is not None:
             column = _COL.get(f"refresh_{outcome}", _COL["refresh_other"])
             row[column] += 1
@@ -484,10 +492,30 @@ class LogStats:
                 row[_COL["refresh_ms_max"]] = duration
         return True
 
+    def _succeeded(self, o: dict[str, Any]) -> None:
+        key = _connection_key(o)
+        ts = _text(o.get("timestamp"), "")
+        seen = self.last_ok.get(key)
+        if seen is None or _not_before(ts, seen):
+            self.last_ok[key] = ts
+            self.last_ok.move_to_end(key)
+            if len(self.last_ok) > MAX_LAST_OK:
+                self.last_ok.popitem(last=False)
+        entry = self.failing.get(key)
+        if entry is not None and _not_before(ts, entry.last_failure):
+            del self.failing[key]
+
     def _failed(self, o: dict[str, Any], provider: str) -> None:
         key = _connection_key(o)
+        ts = _text(o.get("timestamp"), "")
+        ok = self.last_ok.get(key)
+        if ok is not None and ts and ok and not _not_before(ts, ok):
+            return  # a later attempt (read earlier, from another file) succeeded
         entry = self.failing.get(key)
         status = o.get("http_status")
+        if entry is not None and not _not_before(ts, entry.last_failure):
+            entry.failures += 1  # an older failure: counted, but the latest stays the latest
+            return
         if entry is None:
             entry = FailingConnection(
                 provider_config_key=key[0],
@@ -588,6 +616,21 @@ class LogStats:
     def failing_connections(self) -> list[FailingConnection]:
         """Connections whose latest attempt failed, most recent failure first."""
         return sorted(self.failing.values(), key=lambda f: f.last_failure, reverse=True)
+
+
+_CONSOLE_LINE = re.compile(rb"^\d\d:\d\d:\d\d (debug|info|warning|error|critical) ")
+
+
+def _not_before(ts: str, other: str) -> bool:
+    """True if ``ts`` is at or after ``other``; a missing timestamp counts as newest (file order)."""
+    if not ts or not other:
+        return True
+    if ts.endswith("Z") and other.endswith("Z") and len(ts) == len(other):
+        return ts >= other  # same ISO shape: the strings order like the instants
+    a, b = _parse_ts(ts), _parse_ts(other)
+    if a is None or b is None:
+        return True
+    return a >= b
 
 
 def _connection_key(o: dict[str, Any]) -> tuple[str, str]:
@@ -792,6 +835,17 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
         + (f" ({minutes:,.1f} min)" if minutes else "")
     )
     out.append(f"  percentiles are estimates within {RELATIVE_ACCURACY:.0%} (relative)")
+    if stats.console:
+        out.append(
+            f"  {stats.console:,} lines are in freshtoken's console format, which this report "
+            "cannot read: it reads the JSON lines (FRESHTOKEN_LOG_FORMAT=json, the default when "
+            "the logs go to a file or pipe)"
+        )
+    elif stats.malformed and not stats.events.total():
+        out.append(
+            "  no freshtoken JSON line found: this report reads the JSON log format "
+            "(FRESHTOKEN_LOG_FORMAT=json, one JSON object per line)"
+        )
 
     # token.refresh
     out.append("")
