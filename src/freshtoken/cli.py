@@ -13,6 +13,7 @@ import orjson
 from freshtoken.bootstrap import plain_settings, runtime_from_env, settings_from_env
 from freshtoken.errors import ConfigError
 from freshtoken.ops_report import report
+from freshtoken.preflight import CliError as CliErrorLine
 from freshtoken.settings import Settings
 
 
@@ -343,6 +344,58 @@ def mock_provider(
         host,
         port,
     )
+
+
+# -- demo seeder ------------------------------------------------------------------------------
+
+
+@main.command("demo-seed")
+@click.option(
+    "--provider-url",
+    default="http://127.0.0.1:8089",
+    show_default=True,
+    help="A running `freshtoken mock-provider`, as the worker reaches it.",
+)
+@click.option("--connections", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option("--client-id", default="mock-client", show_default=True)
+@click.option("--client-secret", default="mock-secret", show_default=True)
+def demo_seed(provider_url: str, connections: int, client_id: str, client_secret: str) -> None:
+    """Import demo connections whose tokens come from a running mock provider (idempotent).
+
+    Prints the integration and connection ids as one JSON line.
+    """
+    import httpx
+
+    from freshtoken.demo import DEMO_INTEGRATION, DEMO_LIFETIME_SECONDS, import_demo_connections
+
+    runtime = runtime_from_env(require_schema=True)
+    base = provider_url.rstrip("/")
+
+    def seed() -> dict[str, Any]:
+        try:
+            response = httpx.post(
+                f"{base}/_mock/seed", json={"lifetime_seconds": DEMO_LIFETIME_SECONDS}, timeout=10
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise CliErrorLine(
+                f"cannot seed tokens at the mock provider {base}: {type(exc).__name__} "
+                "(is `freshtoken mock-provider` running there? see --provider-url)"
+            ) from None
+        data = response.json()
+        assert isinstance(data, dict)
+        return data
+
+    ids = import_demo_connections(
+        runtime,
+        seed,
+        token_url=f"{base}/oauth/token",
+        client_id=client_id,
+        client_secret=client_secret,
+        count=connections,
+    )
+    runtime.close()
+    click.echo(orjson.dumps({"integration": DEMO_INTEGRATION, "connections": ids}).decode())
 
 
 # -- dev --------------------------------------------------------------------------------------

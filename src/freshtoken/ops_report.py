@@ -622,7 +622,10 @@ _CONSOLE_LINE = re.compile(rb"^\d\d:\d\d:\d\d (debug|info|warning|error|critical
 
 
 def _not_before(ts: str, other: str) -> bool:
-    """True if ``ts`` is at or after ``other``; a missing timestamp counts as newest (file order)."""
+    """True if ``ts`` is at or after ``other``; a missing timestamp counts as newest.
+
+    (Without timestamps the order of the lines decides, as it always did.)
+    """
     if not ts or not other:
         return True
     if ts.endswith("Z") and other.endswith("Z") and len(ts) == len(other):
