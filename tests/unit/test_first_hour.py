@@ -413,3 +413,29 @@ def test_banner_comes_after_the_port_is_bound(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# -- item 12: make run installs what running needs -----------------------------------------------
+
+
+def _make_dry_run(target: str, tmp_path: Path, *args: str) -> str:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        ["make", "-n", "-C", str(root), target, f"VENV={tmp_path / 'venv'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_make_run_installs_runtime_only_and_takes_a_port(tmp_path: Path) -> None:
+    """`make run` installs without the test extras; `make run PORT=3010` passes --port 3010."""
+    run = _make_dry_run("run", tmp_path, "PORT=3010")
+    assert "pip install -q -e ." in run and "[test]" not in run
+    assert "freshtoken dev --port 3010" in run
+    assert "--port" not in _make_dry_run("run", tmp_path)
+    for target in ("test", "lint"):
+        assert "pip install -q -e '.[test]'" in _make_dry_run(target, tmp_path)
