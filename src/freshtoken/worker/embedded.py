@@ -19,7 +19,6 @@ from freshtoken.worker.celery_app import SCAN_TASK, create_celery
 log = get_logger("freshtoken.dev")
 
 
-
 def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Thread]:
     """Start the in-process worker and beat threads (daemon threads; they die with the API)."""
     app = create_celery(runtime.settings, runtime)
