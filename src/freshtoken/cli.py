@@ -30,6 +30,27 @@ class _OneLineErrors(click.Group):
     FRESHTOKEN_TRACEBACK=1.
     """
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Like click's, but usage errors are one line too (with where to read the usage)."""
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+            if isinstance(exc, no_args):  # `freshtoken db`: the group's help is the answer
+                click.echo(exc.format_message(), err=True)
+                raise SystemExit(exc.exit_code) from None
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see `{exc.ctx.command_path} --help`)"
+            click.echo(f"freshtoken: {exc.format_message()}{hint}", err=True)
+            raise SystemExit(exc.exit_code) from None
+        except click.Abort:
+            click.echo("freshtoken: aborted", err=True)
+            raise SystemExit(1) from None
+        # standalone_mode=False returns the exit code of ctx.exit() instead of exiting.
+        raise SystemExit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, translating exceptions into one-line errors."""
         import os
@@ -46,6 +67,11 @@ class _OneLineErrors(click.Group):
         except ConfigError as exc:
             click.echo(f"freshtoken: configuration error: {exc}", err=True)
             raise SystemExit(2) from None
+        except BrokenPipeError:
+            # `freshtoken ... | head`: the reader left; stop quietly, as Unix tools do.
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces a dead stream
+            raise SystemExit(0) from None
         except Exception as exc:
             if os.environ.get("FRESHTOKEN_TRACEBACK") == "1":
                 raise

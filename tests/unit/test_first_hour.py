@@ -166,6 +166,24 @@ def test_unexpected_errors_are_one_line_with_a_way_to_the_traceback(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["refresh"], "Missing argument 'PROVIDER_CONFIG_KEY'"),
+        (["nope"], "No such command 'nope'"),
+        (["report", "/nonexistent/run.log"], "does not exist"),
+    ],
+)
+def test_usage_errors_are_one_line_with_where_to_look(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    """Click's usage errors are one line too, naming the --help that explains the usage."""
+    result = _run(args, tmp_path)
+    line = _one_line_error(result)
+    assert result.returncode == 2
+    assert expected in line and "--help`" in line
+
+
 # -- item 7: worker and beat need Redis ----------------------------------------------------------
 
 
