@@ -359,7 +359,8 @@ class LogStats:
         self.expired_at_read = 0
         self.failing: OrderedDict[tuple[str, str], FailingConnection] = OrderedDict()
         self.failing_evicted = 0
-        self.last_ok: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Keyed by the hash of (integration, connection): a third of the memory of the tuple.
+        self.last_ok: OrderedDict[int, str] = OrderedDict()
         # Lines in freshtoken's console format (FRESHTOKEN_LOG_FORMAT=console or a terminal).
         self.console = 0
         # refresh.scan
@@ -495,10 +496,11 @@ class LogStats:
     def _succeeded(self, o: dict[str, Any]) -> None:
         key = _connection_key(o)
         ts = _text(o.get("timestamp"), "")
-        seen = self.last_ok.get(key)
+        hashed = hash(key)
+        seen = self.last_ok.get(hashed)
         if seen is None or _not_before(ts, seen):
-            self.last_ok[key] = ts
-            self.last_ok.move_to_end(key)
+            self.last_ok[hashed] = ts
+            self.last_ok.move_to_end(hashed)
             if len(self.last_ok) > MAX_LAST_OK:
                 self.last_ok.popitem(last=False)
         entry = self.failing.get(key)
@@ -508,7 +510,7 @@ class LogStats:
     def _failed(self, o: dict[str, Any], provider: str) -> None:
         key = _connection_key(o)
         ts = _text(o.get("timestamp"), "")
-        ok = self.last_ok.get(key)
+        ok = self.last_ok.get(hash(key))
         if ok is not None and ts and ok and not _not_before(ts, ok):
             return  # a later attempt (read earlier, from another file) succeeded
         entry = self.failing.get(key)
