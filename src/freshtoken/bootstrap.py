@@ -40,7 +40,7 @@ def settings_from_env(**overrides: Any) -> Settings:
         get_logger("freshtoken.settings").warning(
             "settings.keys_generated",
             variables=generated,
-            keys_file=str(settings.data_dir / "keys.json"),
+            keys_file=str((settings.data_dir / "keys.json").resolve()),
             detail="development mode: generated once and kept in the keys file",
         )
     return settings

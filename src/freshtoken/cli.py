@@ -356,20 +356,21 @@ def mock_provider(
     """Run a local OAuth2 token endpoint that behaves like the hard providers (for tests/demos)."""
     from freshtoken.mockprovider import MockProviderConfig, serve
 
-    serve(
-        MockProviderConfig(
-            token_lifetime_seconds=lifetime,
-            latency_seconds=latency,
-            rotate_refresh_tokens=rotate,
-            reuse_detection=reuse_detection,
-            grace_seconds=grace,
-            client_id=client_id,
-            client_secret=client_secret,
-            client_auth=client_auth,
-        ),
-        host,
-        port,
-    )
+    with _port_in_use_is_one_line(port, "--port"):
+        serve(
+            MockProviderConfig(
+                token_lifetime_seconds=lifetime,
+                latency_seconds=latency,
+                rotate_refresh_tokens=rotate,
+                reuse_detection=reuse_detection,
+                grace_seconds=grace,
+                client_id=client_id,
+                client_secret=client_secret,
+                client_auth=client_auth,
+            ),
+            host,
+            port,
+        )
 
 
 # -- demo seeder ------------------------------------------------------------------------------
@@ -474,6 +475,19 @@ def _serve(server: Any, sock: socket.socket) -> None:
     """Serve on a bound socket until SIGINT/SIGTERM (a Ctrl-C is a normal stop, not an error)."""
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def _port_in_use_is_one_line(port: int, option: str) -> Any:
+    """Turn "address already in use" inside the block into one line naming the option."""
+    import errno
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        _fail(f"port {port} is already in use: stop what listens there or pass {option} N")
 
 
 def bind_port(host: str, port: int) -> socket.socket:

@@ -457,3 +457,14 @@ def test_make_run_installs_runtime_only_and_takes_a_port(tmp_path: Path) -> None
     assert "--port" not in _make_dry_run("run", tmp_path)
     for target in ("test", "lint"):
         assert "pip install -q -e '.[test]'" in _make_dry_run(target, tmp_path)
+
+
+def test_mock_provider_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    """`freshtoken mock-provider --port N` on a taken port: one line naming --port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(["mock-provider", "--port", str(port)], tmp_path)
+    line = _one_line_error(result)
+    assert f"port {port}" in line and "--port" in line
