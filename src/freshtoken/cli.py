@@ -51,6 +51,15 @@ class _OneLineErrors(click.Group):
         # standalone_mode=False returns the exit code of ctx.exit() instead of exiting.
         raise SystemExit(result if isinstance(result, int) else 0)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Accept a leading ``freshtoken`` (the image's entrypoint already is ``freshtoken``).
+
+        So ``docker compose run --rm api freshtoken keys generate`` works as typed.
+        """
+        if ctx.parent is None and args[:1] == ["freshtoken"]:
+            args = args[1:]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, translating exceptions into one-line errors."""
         import os

@@ -468,3 +468,14 @@ def test_mock_provider_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         result = _run(["mock-provider", "--port", str(port)], tmp_path)
     line = _one_line_error(result)
     assert f"port {port}" in line and "--port" in line
+
+
+def test_a_leading_freshtoken_is_accepted_as_in_the_container() -> None:
+    """`docker compose run --rm api freshtoken keys generate` runs `freshtoken freshtoken ...`."""
+    from click.testing import CliRunner
+
+    from freshtoken.cli import main
+
+    result = CliRunner().invoke(main, ["freshtoken", "keys", "generate"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("FRESHTOKEN_ENCRYPTION_KEY=")
