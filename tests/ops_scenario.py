@@ -32,8 +32,8 @@ from freshtoken.logs import configure_logging
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
-from freshtoken.worker.scan import Job, RefreshScanner
 from freshtoken.webhooks.tasks import sender_of
+from freshtoken.worker.scan import Job, RefreshScanner
 from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
 from tests.webhook_receiver import WebhookReceiver
 
@@ -182,24 +182,26 @@ class _Queue:
 
 @functools.cache
 def _scenario() -> tuple[str, tuple[tuple[str, int], ...]]:
-    with tempfile.TemporaryDirectory(prefix="freshtoken-ops-") as tmp:
-        with WebhookReceiver(script=[500, 410]) as receiver:
-            settings = make_settings(
-                Path(tmp),
-                lock_wait_seconds=0.3,
-                webhook_url=receiver.url + "/hooks",
-                webhook_retry_base_seconds=0.01,
-            )
-            runtime = make_runtime(settings)
-            runtime.extras["celery_app"] = _Queue()
-            try:
-                with (
-                    MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as provider,
-                    captured_json_logs() as stream,
-                ):
-                    statuses = _run(runtime, provider)
-            finally:
-                runtime.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="freshtoken-ops-") as tmp,
+        WebhookReceiver(script=[500, 410]) as receiver,
+    ):
+        settings = make_settings(
+            Path(tmp),
+            lock_wait_seconds=0.3,
+            webhook_url=receiver.url + "/hooks",
+            webhook_retry_base_seconds=0.01,
+        )
+        runtime = make_runtime(settings)
+        runtime.extras["celery_app"] = _Queue()
+        try:
+            with (
+                MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as provider,
+                captured_json_logs() as stream,
+            ):
+                statuses = _run(runtime, provider)
+        finally:
+            runtime.close()
     return stream.getvalue(), tuple(sorted(statuses.items()))
 
 
