@@ -58,6 +58,7 @@ class Delivered:
 
     attempts: int = 0
     retry_in: float | None = None
+    continue_with: int | None = None  # more rows are due behind the ones this run sent
 
 
 def build_webhook_client(settings: Settings) -> httpx.Client:
@@ -93,11 +94,18 @@ class WebhookSender:
         """How long a claim holds: one attempt's timeout plus a margin."""
         return self.settings.webhook_timeout_seconds * 2 + 30.0
 
-    def deliver(self, outbox_id: int) -> Delivered:
-        """Deliver row ``outbox_id`` and, in order, the rows of its queue that are due."""
+    def deliver(self, outbox_id: int, max_rows: int = 3) -> Delivered:
+        """Deliver row ``outbox_id`` and, in order, the rows of its queue that are due.
+
+        At most ``max_rows`` attempts per call, so one task stays within its time limit; the
+        next row is then in ``continue_with``.
+        """
         result = Delivered()
         current: int | None = self._head_of(outbox_id)
         while current is not None:
+            if result.attempts >= max_rows:
+                result.continue_with = current
+                return result
             attempted, wait = self._attempt(current)
             result.attempts += attempted
             if wait is not None:

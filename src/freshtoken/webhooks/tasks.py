@@ -44,11 +44,20 @@ def register(app: Celery) -> None:
 
     # Celery's decorator is untyped (celery/celery#3366); the task bodies are typed.
     @app.task(  # type: ignore[untyped-decorator]
-        name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None, shared=False
+        name=WEBHOOK_TASK,
+        bind=True,
+        ignore_result=True,
+        max_retries=None,
+        shared=False,
+        # Up to three attempts per run (WebhookSender.deliver), each bounded by the timeout.
+        soft_time_limit=app.freshtoken_settings.webhook_timeout_seconds * 3 + 30,
+        time_limit=app.freshtoken_settings.webhook_timeout_seconds * 3 + 45,
     )
     def deliver_webhook(self: Task, outbox_id: int) -> dict[str, Any]:
         """Deliver outbox row ``outbox_id`` (and the due rows queued behind it, in order)."""
         result = sender_of(runtime_of(app)).deliver(outbox_id)
+        if result.continue_with is not None:
+            self.apply_async(args=(result.continue_with,))
         if result.retry_in is not None:
             self.apply_async(
                 args=(outbox_id,), countdown=min(result.retry_in, MAX_COUNTDOWN_SECONDS)

@@ -441,3 +441,19 @@ def test_concurrent_deliveries_of_one_row_send_it_once(
         s.http.close()
     assert len(receiver.received()) == 1
     assert _rows(rt)[0].status == "delivered"
+
+
+def test_one_run_sends_at_most_three_rows_and_names_the_next(
+    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+) -> None:
+    """Five queued events of one connection: a run sends three in order and hands on the fourth."""
+    rt, celery = env
+    for _ in range(5):
+        add_oauth2_connection(rt, provider, connection_id="acme")
+    ids = list(celery.sent)
+    first = sender_of(rt).deliver(ids[0])
+    assert first.attempts == 3 and first.continue_with == ids[3]
+    second = sender_of(rt).deliver(ids[3])
+    assert second.attempts == 2 and second.continue_with is None
+    got = [r.event_id for r in receiver.received()]
+    assert got == [r.event_id for r in _rows(rt)]
