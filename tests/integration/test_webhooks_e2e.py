@@ -217,6 +217,9 @@ def test_failure_webhook_arrives_before_expiry_once_and_retries_deliver_once(
                     "retry",
                     "retry",
                 ]
+                # No task crashed (delivery or sweep) in the worker.
+                crashed = [e for e in worker.logs() if "raised unexpected" in str(e.get("event"))]
+                assert crashed == []
                 print(f"failure webhook {ahead:.1f} s before expires_at")  # noqa: T201
         finally:
             runtime.close()

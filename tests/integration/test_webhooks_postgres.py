@@ -54,7 +54,15 @@ def test_concurrent_workers_send_each_row_once_and_in_order(
     with MockProvider(MockProviderConfig()) as provider:
         add_oauth2_connection(runtime, provider, connection_id="acme")
         add_oauth2_connection(runtime, provider, connection_id="acme")
-    _creation, override = runtime.extras["celery_app"].sent
+    creation, override = runtime.extras["celery_app"].sent
+    probe = WebhookSender(
+        settings=runtime.settings,
+        session_factory=runtime.session_factory,
+        clock=runtime.clock,
+        http=httpx.Client(),
+    )
+    # The sweep offers only the head of the connection's queue.
+    assert probe.sweep_once() == [creation]
     barrier = threading.Barrier(10)
     clients = [httpx.Client(follow_redirects=False) for _ in range(10)]
 
@@ -77,4 +85,6 @@ def test_concurrent_workers_send_each_row_once_and_in_order(
         c.close()
     got = receiver.received()
     assert [r.json()["operation"] for r in got] == ["creation", "override"]
+    assert probe.sweep_once() == []
+    probe.http.close()
     assert len({r.event_id for r in got}) == 2
