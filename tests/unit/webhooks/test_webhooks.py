@@ -457,3 +457,27 @@ def test_one_run_sends_at_most_three_rows_and_names_the_next(
     assert second.attempts == 2 and second.continue_with is None
     got = [r.event_id for r in receiver.received()]
     assert got == [r.event_id for r in _rows(rt)]
+
+
+def test_a_read_that_finds_the_token_revoked_sends_the_failure_webhook(
+    env: tuple[Runtime, FakeCelery], provider: MockProvider
+) -> None:
+    """trigger=on_read: the API read's refresh is rejected → one failure row; the next read none."""
+    from fastapi.testclient import TestClient
+
+    from freshtoken.api.app import create_app
+
+    rt, celery = env
+    add_oauth2_connection(rt, provider, connection_id="acme", expires_in=-5)
+    provider.inject("invalid_grant")
+    with capture_logs() as logs, TestClient(create_app(rt)) as client:
+        for _ in range(2):
+            client.get(
+                "/connections/acme",
+                params={"provider_config_key": "mock"},
+                headers={"Authorization": f"Bearer {SECRET_KEY}"},
+            )
+    triggers = [e["trigger"] for e in logs if e["event"] == "token.refresh"]
+    assert triggers == ["on_read"]
+    assert [(r.operation, r.success) for r in _rows(rt)] == [("creation", True), ("refresh", False)]
+    assert len(celery.sent) == 2
