@@ -481,3 +481,23 @@ def test_a_read_that_finds_the_token_revoked_sends_the_failure_webhook(
     assert triggers == ["on_read"]
     assert [(r.operation, r.success) for r in _rows(rt)] == [("creation", True), ("refresh", False)]
     assert len(celery.sent) == 2
+
+
+def test_a_claim_left_by_a_dead_worker_expires_and_the_sweep_sends_the_row(
+    env: tuple[Runtime, FakeCelery],
+    provider: MockProvider,
+    receiver: WebhookReceiver,
+    clock: FakeClock,
+) -> None:
+    """A worker that died holding the claim blocks the row only until its lease runs out."""
+    rt, celery = env
+    add_oauth2_connection(rt, provider)
+    (outbox_id,) = celery.sent
+    sender = sender_of(rt)
+    assert isinstance(sender._claim(outbox_id), WebhookOutbox)  # ...and the worker dies here
+    assert sender.sweep_once() == []
+    assert sender.deliver(outbox_id).attempts == 0
+    clock.advance(sender.lease_seconds + 1)
+    assert sender.sweep_once() == [outbox_id]
+    assert sender.deliver(outbox_id).attempts == 1
+    assert len(receiver.received()) == 1
