@@ -501,3 +501,52 @@ def test_a_claim_left_by_a_dead_worker_expires_and_the_sweep_sends_the_row(
     assert sender.sweep_once() == [outbox_id]
     assert sender.deliver(outbox_id).attempts == 1
     assert len(receiver.received()) == 1
+
+
+def test_an_endless_answer_is_read_only_up_to_the_bound(
+    tmp_path: Path, clock: FakeClock, provider: MockProvider
+) -> None:
+    """A receiver announcing 1 GB and streaming forever: 64 KiB are read, the 200 counts, fast."""
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+    sent_bytes = [0]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+            chunk = b"x" * 65536
+            deadline = time.monotonic() + 10
+            try:
+                while not stop.is_set() and time.monotonic() < deadline:
+                    conn.sendall(chunk)
+                    sent_bytes[0] += len(chunk)
+            except OSError:
+                return  # the sender hung up: what the bound is for
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    rt, celery = _runtime(tmp_path, clock, webhook_url=f"http://127.0.0.1:{port}/hook")
+    try:
+        add_oauth2_connection(rt, provider)
+        started = time.monotonic()
+        with capture_logs() as logs:
+            sender_of(rt).deliver(celery.sent[0])
+        elapsed = time.monotonic() - started
+        (line,) = [e for e in logs if e["event"] == "webhook.delivery"]
+        assert (line["outcome"], line["http_status"]) == ("delivered", 200)
+        assert elapsed < 5, elapsed
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        server.close()
+        rt.close()
+    assert not thread.is_alive()
