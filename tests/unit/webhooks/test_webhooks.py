@@ -528,6 +528,7 @@ def test_an_endless_answer_is_read_only_up_to_the_bound(
                 while not stop.is_set() and time.monotonic() < deadline:
                     conn.sendall(chunk)
                     sent_bytes[0] += len(chunk)
+                    time.sleep(0.05)  # a trickle: only a bounded reader gets out early
             except OSError:
                 return  # the sender hung up: what the bound is for
 
