@@ -27,7 +27,14 @@ from tests.ops_scenario import scenario_events, scenario_log
 from tests.support import REQUIRE_SERVICES
 
 from freshtoken import ops_report
-from freshtoken.ops_report import LogStats, MinuteSeries, QuantileSketch, collect, report
+from freshtoken.ops_report import (
+    LogStats,
+    MinuteSeries,
+    QuantileSketch,
+    collect,
+    report,
+    summary_lines,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 MEMORY_GROWTH_LIMIT_MB = 60
@@ -349,6 +356,15 @@ def test_report_agrees_with_the_real_scenario_lines(tmp_path: Path) -> None:
     assert stats.scans == 2
     failing = {f.connection_id for f in stats.failing_connections()}
     assert failing == {"ops-revoked", "ops-flaky"}
+    deliveries = [line for line in lines if line["event"] == "webhook.delivery"]
+    assert stats.webhook_attempts == len(deliveries) > 0
+    for outcome in ("delivered", "retry", "failed"):
+        assert stats.webhook_outcomes.get(outcome) == sum(
+            d["outcome"] == outcome for d in deliveries
+        ), outcome
+    assert stats.webhook_failed.get("creation -> 127.0.0.1") == 1
+    summary = "\n".join(summary_lines(stats, 10))
+    assert f"Webhooks: {len(deliveries)} delivery attempts" in summary
 
 
 # -- flat memory on a large log ---------------------------------------------------------------
@@ -555,9 +571,9 @@ def test_html_charts_draw_in_headless_chromium(tmp_path: Path, chromium: str) ->
     dumped = _chromium(chromium, tmp_path / "profile-dom", "--dump-dom", page.as_uri())
     assert dumped.returncode == 0, dumped.stderr.decode(errors="replace")[-2000:]
     dom = dumped.stdout.decode()
-    assert 'data-charts-drawn="8"' in dom, dom[:500]
+    assert f'data-charts-drawn="{len(ops_report._CHARTS)}"' in dom, dom[:500]
     svgs = re.findall(r"<svg[^>]*>", dom)
-    assert len(svgs) == len(ops_report._CHARTS) == 8
+    assert len(svgs) == len(ops_report._CHARTS) == 9
     for svg in svgs:
         assert 'data-drawn="true"' in svg, svg
         marks = re.search(r'data-marks="(\d+)"', svg)
