@@ -11,6 +11,7 @@ import orjson
 from freshtoken.bootstrap import runtime_from_env, settings_from_env
 from freshtoken.errors import ConfigError
 from freshtoken.ops_report import report
+from freshtoken.providers.check import providers as providers_group
 
 
 def _fail(message: str) -> None:
@@ -302,6 +303,10 @@ def dev(host: str, port: int | None, demo: bool) -> None:
 # -- report -----------------------------------------------------------------------------------
 
 main.add_command(report)
+
+# -- providers --------------------------------------------------------------------------------
+
+main.add_command(providers_group)
 
 
 if __name__ == "__main__":  # pragma: no cover
