@@ -123,23 +123,55 @@ def _basic_auth(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def _post(
-    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
-) -> dict[str, Any]:
-    spec = req.spec
-    headers = {"Accept": "application/json"}
-    if spec.token_request_auth_method == "basic" and req.client_id:  # noqa: S105 - a method name
+@dataclass(frozen=True)
+class TokenRequest:
+    """One request to a token endpoint, fully built but not sent (secrets in memory only)."""
+
+    url: str
+    headers: dict[str, str]
+    params: dict[str, Any]
+    body_format: str = "form"  # form, json or query (parameters in the URL)
+    method: str = "POST"
+
+
+def _client_auth(req: GrantRequest, params: dict[str, Any], headers: dict[str, str]) -> None:
+    """Authenticate the client the way the entry asks (Nango's token_request_auth_method)."""
+    method = req.spec.token_request_auth_method
+    if method == "basic" and req.client_id:
         headers["Authorization"] = _basic_auth(req.client_id, req.client_secret or "")
+    elif method == "custom" and req.client_id:
+        # Nango: "custom" sends the client as username/password form fields (zoominfo).
+        params.setdefault("username", req.client_id)
+        params.setdefault("password", req.client_secret or "")
     else:
         if req.client_id:
             params.setdefault("client_id", req.client_id)
         if req.client_secret:
             params.setdefault("client_secret", req.client_secret)
+
+
+def prepare(req: GrantRequest, url: str, params: dict[str, Any]) -> TokenRequest:
+    """Build the token request for ``params``: client authentication and body format."""
+    headers = {"Accept": "application/json"}
+    _client_auth(req, params, headers)
+    return TokenRequest(url=url, headers=headers, params=params, body_format=req.spec.body_format)
+
+
+def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[str, Any]:
+    """The one provider call every grant goes through: send, parse JSON, classify failures.
+
+    Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
+    object holds a usable token is the grant's business.
+    """
+    kwargs: dict[str, Any] = {"headers": request.headers}
+    if request.body_format == "json":
+        kwargs["json"] = request.params
+    elif request.body_format == "query":
+        kwargs["params"] = request.params
+    else:
+        kwargs["data"] = request.params
     try:
-        if spec.body_format == "json":
-            response = http.post(url, json=params, headers=headers)
-        else:
-            response = http.post(url, data=params, headers=headers)
+        response = http.request(request.method, request.url, **kwargs)
     except httpx.TimeoutException:
         raise GrantError(TRANSIENT, "timeout") from None
     except httpx.TransportError:
@@ -154,23 +186,41 @@ def _post(
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     if spec.error_in_ok_false and body.get("ok") is False:
         raise classify(spec, 400, body, response.headers)
+    return body
+
+
+def _post(
+    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
+) -> dict[str, Any]:
+    return _expect_token(req, send(http, req.spec, prepare(req, url, params)))
+
+
+def _expect_token(req: GrantRequest, body: dict[str, Any]) -> dict[str, Any]:
     if not (body.get("access_token") or body.get("token")):
         # 200 with an error body (HubSpot/Withings style) or an unusable token response.
         if _error_code(body) is not None:
-            raise classify(spec, 400, body, response.headers)
-        raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
+            raise classify(req.spec, 400, body, {})
+        raise GrantError(TRANSIENT, "invalid_response", http_status=200)
     return body
 
 
 def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
     spec = req.spec
-    template = (spec.refresh_url if prefer_refresh_url else None) or spec.token_url
+    refresh_template = spec.refresh_url if prefer_refresh_url else None
+    grant = "OAUTH2" if prefer_refresh_url else spec.auth_mode
+    template = refresh_template or spec.token_url_for(grant)
     if not template:
         raise GrantError(PERMANENT, "missing_token_url")
     try:
-        return render_url(template, req.connection_config)
+        url = render_url(template, req.connection_config)
     except UrlTemplateError:
         raise GrantError(PERMANENT, "missing_connection_config") from None
+    if prefer_refresh_url and refresh_template is None:
+        # Nango's refresh-token grant posts to the token URL's origin and path only: simple-oauth2
+        # is given tokenHost/tokenPath (packages/shared/lib/clients/oauth2.client.ts), so a query
+        # string in token_url is not sent when refreshing.
+        url = url.split("?", 1)[0].split("#", 1)[0]
+    return url
 
 
 def _string_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -194,6 +244,19 @@ def expiry_from(
     return sent_at + dt.timedelta(seconds=relative)
 
 
+def build_refresh_request(req: GrantRequest, credentials: Mapping[str, Any]) -> TokenRequest:
+    """The refresh-token grant request freshtoken sends for this entry and connection.
+
+    As Nango's generic refresh: ``refresh_params``, else ``token_params``, then
+    ``grant_type=refresh_token`` and the refresh token; ``token_headers`` are not sent
+    (Nango's simple-oauth2 client does not send them on refresh either).
+    """
+    params: dict[str, Any] = _string_params(req.spec.refresh_params or req.spec.token_params)
+    params["grant_type"] = "refresh_token"
+    params["refresh_token"] = str(credentials.get("refresh_token") or "")
+    return prepare(req, _url(req, prefer_refresh_url=True), params)
+
+
 def refresh_oauth2(
     http: httpx.Client,
     req: GrantRequest,
@@ -207,10 +270,7 @@ def refresh_oauth2(
     A response without a refresh token keeps the old one (Dropbox, Google); a new one replaces it.
     """
     old_rt = str(credentials.get("refresh_token") or "")
-    params = _string_params(req.spec.refresh_params or req.spec.token_params)
-    params["grant_type"] = "refresh_token"
-    params["refresh_token"] = old_rt
-    body = _post(http, req, _url(req, prefer_refresh_url=True), params)
+    body = _expect_token(req, send(http, req.spec, build_refresh_request(req, credentials)))
     new_rt = body.get("refresh_token")
     rotated = isinstance(new_rt, str) and bool(new_rt) and new_rt != old_rt
     new_creds: dict[str, Any] = {
