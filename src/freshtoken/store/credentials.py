@@ -161,4 +161,6 @@ def public_credentials(
     )
     if ctype in ("OAUTH2", "OAUTH2_CC", "OAUTH1", "APP", "CUSTOM", "TWO_STEP"):
         out.setdefault("raw", {})
+    if ctype == "CUSTOM":
+        out.setdefault("user", None)  # Nango: user is null until the user part exists
     return out if include_refresh_token else strip_refresh_tokens(out)

@@ -45,6 +45,7 @@ from freshtoken.api.authmode_import import (
     import_connection_config,
     mint_on_import,
 )
+from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionFilters, fetch_for_read
@@ -125,6 +126,8 @@ def get_connection(
             exc.message,
             payload={"connection": connection_denied(shown, exc.log_id)},
         )
+    if query.refresh_github_app_jwt_token and conn.credentials_type in APP_TYPES:
+        credentials = with_fresh_app_jwt(runtime, conn, credentials)
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=query.refresh_token)
     )
