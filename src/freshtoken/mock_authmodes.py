@@ -4,6 +4,8 @@
   JWT must be RS256-signed by a registered app's private key (verified against its public key),
   name the app in ``iss``, be current (``iat``/``exp``, at most 10 minutes long, as GitHub
   requires), and the installation must belong to that app. Answers ``201 {token, expires_at}``.
+* ``POST /bill/login``: BILL-like: JSON ``{username, password, organizationId, devKey}`` of a
+  registered user gets ``{sessionId, organizationId, userId}``.
 * ``POST /two-step/token``: a TWO_STEP-like login. JSON ``{username, password}`` (or
   ``{refresh_token}``) gets ``{token, refresh_token, expires_in}``; refresh tokens rotate and a
   spent one is refused.
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 _INSTALLATION_PATH = re.compile(r"^/app/installations/([^/]+)/access_tokens$")
 TWO_STEP_PATH = "/two-step/token"
+BILL_PATH = "/bill/login"
 MAX_JWT_SECONDS = 600
 CLOCK_SKEW_SECONDS = 60
 
@@ -112,7 +115,28 @@ class MockAuthModes:
             if method != "POST":
                 return AuthModeReply(405, {"message": "Method Not Allowed"})
             return self._two_step(body)
+        if path == BILL_PATH:
+            if method != "POST":
+                return AuthModeReply(405, {"message": "Method Not Allowed"})
+            return self._bill(body)
         return None
+
+    def _bill(self, body: bytes) -> AuthModeReply:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return AuthModeReply(400, {"error": "invalid_request"})
+        with self._lock:
+            self._stats["bill_calls"] = self._stats.get("bill_calls", 0) + 1
+            user = str(data.get("username") or "") if isinstance(data, dict) else ""
+            if not user or self._users.get(user) != data.get("password") or not data.get("devKey"):
+                return AuthModeReply(400, {"error": "BDC_1109", "message": "Invalid credentials"})
+            session = "bill-" + secrets.token_urlsafe(18)
+            self._tokens[session] = self.clock() + 35 * 60
+        return AuthModeReply(
+            200,
+            {"sessionId": session, "organizationId": data.get("organizationId"), "userId": "u-1"},
+        )
 
     # -- GitHub App ------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ PERMANENT_ERROR_CODES = frozenset(
     }
 )
 
-REFRESHABLE_TYPES = frozenset({"OAUTH2", "OAUTH2_CC", "APP", "CUSTOM"})
+REFRESHABLE_TYPES = frozenset(
+    {"OAUTH2", "OAUTH2_CC", "APP", "CUSTOM", "JWT", "TWO_STEP", "BILL", "SIGNATURE"}
+)
 
 
 def is_refreshable(conn: Connection) -> bool:

@@ -13,12 +13,18 @@ from typing import Any
 
 from freshtoken.refresh.authmodes.context import AuthModeContext
 from freshtoken.refresh.authmodes.github_app import refresh_app, refresh_custom
+from freshtoken.refresh.authmodes.local import refresh_jwt, refresh_signature
+from freshtoken.refresh.authmodes.sessions import refresh_bill, refresh_two_step
 
 Grant = Callable[[AuthModeContext], tuple[dict[str, Any], bool]]
 
 GRANTS: dict[str, Grant] = {
     "APP": refresh_app,
     "CUSTOM": refresh_custom,
+    "JWT": refresh_jwt,
+    "TWO_STEP": refresh_two_step,
+    "BILL": refresh_bill,
+    "SIGNATURE": refresh_signature,
 }
 """Credentials type -> grant; each returns (new credentials, whether a refresh token rotated)."""
 

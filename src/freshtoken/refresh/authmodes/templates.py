@@ -1,0 +1,90 @@
+"""Nango's value templates for auth-mode requests: ``${key}`` from the stored credentials and
+``${connectionConfig.key}`` from connection_config, as ``interpolateString`` and
+``interpolateObjectValues`` do (packages/shared/lib/utils/utils.ts).
+
+Only plain and dotted keys, ``${now}`` and ``${random}`` are understood; Nango's helper
+expressions (``${base64(...)}``, ``${fingerprint(...)}``, HMAC/SHA/ed25519 signing) are not, and
+an entry needing one fails its refresh with the permanent ``unsupported_template``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from freshtoken.refresh.grants import PERMANENT, GrantError
+
+_PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
+_HELPER = re.compile(r"\$\{[a-zA-Z0-9]+\(")
+
+
+def _lookup(key: str, values: Mapping[str, Any]) -> Any:
+    if key in values:
+        return values[key]
+    node: Any = values
+    for part in key.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def interpolate(
+    text: str,
+    credentials: Mapping[str, Any],
+    connection_config: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
+    """Fill ``${...}`` in one string; unresolved placeholders stay as they are (as in Nango)."""
+    if _HELPER.search(text):
+        raise GrantError(PERMANENT, "unsupported_template")
+
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1).strip()
+        if key == "now":
+            return now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if key == "random":
+            return str(uuid.uuid4())
+        if key.startswith("connectionConfig."):
+            value = _lookup(key[len("connectionConfig.") :], connection_config)
+        else:
+            value = _lookup(key.removeprefix("credentials."), credentials)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value) if isinstance(value, str | int | float) else match.group(0)
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+def interpolate_value(
+    value: Any,
+    credentials: Mapping[str, Any],
+    connection_config: Mapping[str, Any],
+    now: dt.datetime,
+) -> Any:
+    """Fill placeholders in a string, or in every string of a nested mapping or list."""
+    if isinstance(value, str):
+        return interpolate(value, credentials, connection_config, now)
+    if isinstance(value, Mapping):
+        return {
+            str(k): interpolate_value(v, credentials, connection_config, now)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [interpolate_value(v, credentials, connection_config, now) for v in value]
+    return value
+
+
+def unresolved(value: Any) -> bool:
+    """Whether a filled value still has a ``${...}`` placeholder anywhere."""
+    if isinstance(value, str):
+        return bool(_PLACEHOLDER.search(value))
+    if isinstance(value, Mapping):
+        return any(unresolved(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(unresolved(v) for v in value)
+    return False
