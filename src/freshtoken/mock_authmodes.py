@@ -94,7 +94,8 @@ class MockAuthModes:
     def stats(self) -> dict[str, Any]:
         """A copy of the counters."""
         with self._lock:
-            return json.loads(json.dumps(self._stats))
+            copy: dict[str, Any] = json.loads(json.dumps(self._stats))
+        return copy
 
     def is_token_valid(self, token: str) -> bool:
         """Whether ``token`` was issued here and has not expired."""
@@ -159,9 +160,7 @@ class MockAuthModes:
             self._stats["installation_tokens_issued"].append(token)
             self._stats["jwt_issued_at"].append(claims.get("iat"))
         expires_at = dt.datetime.fromtimestamp(expiry, dt.UTC).isoformat(timespec="seconds")
-        return AuthModeReply(
-            201, {"token": token, "expires_at": expires_at.replace("+00:00", "Z")}
-        )
+        return AuthModeReply(201, {"token": token, "expires_at": expires_at.replace("+00:00", "Z")})
 
     def _verified_claims(self, authorization: str | None) -> dict[str, Any] | None:
         if not authorization or not authorization.startswith("Bearer "):

@@ -724,9 +724,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == TOKEN_PATH and method == "POST":
             self._token_endpoint(body)
             return
-        reply = self.provider.authmodes.route(
-            method, path, self.headers.get("Authorization"), body
-        )
+        reply = self.provider.authmodes.route(method, path, self.headers.get("Authorization"), body)
         if reply is not None:
             self._send_outcome(_Outcome(reply.status, reply.payload))
             return

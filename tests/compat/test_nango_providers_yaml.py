@@ -58,15 +58,47 @@ NPM_TIMEOUT = 180
 # the generic rules encoded here, and entries whose refresh freshtoken sends to ``refresh_url``
 # (Nango's generic path ignores refresh_url; its bespoke clients use it).
 PROVIDER_CLIENTS = frozenset(
-    """agiloft braintree braintree-sandbox bullhorn coros coros-sandbox figma figjam facebook
-    followupboss instagram jobber microsoft-admin microsoft-teams-bot one-drive sharepoint-online
-    tiktok-ads tiktok-accounts tiktok-personal sentry-oauth stripe-app stripe-app-sandbox
-    workday-oauth fanvue heygen mercury clover absorb-lms posthog-oauth walmart slack attio-mcp
-    revolut-business shopline-oauth threads""".split()
+    [
+        "agiloft",
+        "braintree",
+        "braintree-sandbox",
+        "bullhorn",
+        "coros",
+        "coros-sandbox",
+        "figma",
+        "figjam",
+        "facebook",
+        "followupboss",
+        "instagram",
+        "jobber",
+        "microsoft-admin",
+        "microsoft-teams-bot",
+        "one-drive",
+        "sharepoint-online",
+        "tiktok-ads",
+        "tiktok-accounts",
+        "tiktok-personal",
+        "sentry-oauth",
+        "stripe-app",
+        "stripe-app-sandbox",
+        "workday-oauth",
+        "fanvue",
+        "heygen",
+        "mercury",
+        "clover",
+        "absorb-lms",
+        "posthog-oauth",
+        "walmart",
+        "slack",
+        "attio-mcp",
+        "revolut-business",
+        "shopline-oauth",
+        "threads",
+    ]
 )
 CLIENT_ID = "client-1"
-CLIENT_SECRET = "secret1"  # noqa: S105 - a test value
-REFRESH_TOKEN = "rt-1"  # noqa: S105 - a test value
+CLIENT_SECRET = "secret1"
+REFRESH_TOKEN = "rt-1"
 
 
 def _missing(reason: str) -> None:
@@ -79,7 +111,9 @@ def _missing(reason: str) -> None:
 def providers_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Nango's providers.yaml from the pinned npm package, fetched once and cached."""
     venv = REPO / ".venv"
-    cache = (venv if venv.is_dir() else tmp_path_factory.mktemp("npm")) / "cache" / "nango-providers"
+    cache = (
+        (venv if venv.is_dir() else tmp_path_factory.mktemp("npm")) / "cache" / "nango-providers"
+    )
     target = cache / VERSION / "providers.yaml"
     if target.is_file():
         return target
@@ -223,7 +257,9 @@ def _config_for(template: str) -> dict[str, str]:
     for alternative in template.split("||"):
         alternative = alternative.strip()
         for key in _placeholders(alternative):
-            opens = re.match(r"\$\{(connectionConfig\.|credentials\.)?" + re.escape(key) + "}", alternative)
+            opens = re.match(
+                r"\$\{(connectionConfig\.|credentials\.)?" + re.escape(key) + "}", alternative
+            )
             label = key.lower().replace("_", "-")
             config[key] = f"https://{label}.example.com" if opens else f"{label}1"
     return config
@@ -328,7 +364,6 @@ def test_refresh_requests_equal_nangos_for_generic_oauth2_entries(
 
 def test_or_fallback_urls_equal_nangos_for_every_auth_mode(
     loaded: tuple[dict[str, ProviderSpec], dict[str, str]],
-    nango_entries: dict[str, dict[str, Any]],
 ) -> None:
     """Every ``A || B`` token_url of any mode renders to the URL Nango's makeUrl gives."""
     from freshtoken.providers.catalog import render_url

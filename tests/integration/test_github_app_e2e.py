@@ -152,7 +152,9 @@ def test_scan_rotates_installation_tokens_before_expiry(
         )
         elapsed = time.monotonic() - started
 
-        events = [e for e in worker.events("token.refresh") if e.get("provider") == "mock-github-app"]
+        events = [
+            e for e in worker.events("token.refresh") if e.get("provider") == "mock-github-app"
+        ]
         assert events, worker.tail()
         assert {e["outcome"] for e in events} == {"success"}, events
         assert {e["trigger"] for e in events} == {"scheduled"}

@@ -84,7 +84,5 @@ def mint_on_import(runtime: Runtime, conn: Connection) -> tuple[Connection, dict
     result = service.refresh(conn.id, trigger="manual", force=True)
     if not result.ok or result.connection is None:
         code = result.error.error_code if result.error is not None else "unknown"
-        raise ApiError(
-            500, "server_error", f"GitHub App credentials creation failed ({code})"
-        )
+        raise ApiError(500, "server_error", f"GitHub App credentials creation failed ({code})")
     return result.connection, result.credentials

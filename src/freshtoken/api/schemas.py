@@ -331,7 +331,10 @@ PrivateKeyPem = Annotated[
     StringConstraints(
         min_length=64,
         max_length=16384,
-        pattern=r"^-----BEGIN (RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\r\n ]+-----END (RSA )?PRIVATE KEY-----\s*$",
+        pattern=(
+            r"^-----BEGIN (RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\r\n ]+"
+            r"-----END (RSA )?PRIVATE KEY-----\s*$"
+        ),
     ),
 ]
 

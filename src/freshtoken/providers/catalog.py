@@ -38,8 +38,8 @@ from freshtoken.logs import get_logger
 __all__ = [
     "AUTH_MODES",
     "IGNORED_NANGO_FIELDS",
-    "USED_FIELDS",
     "REFRESHABLE_MODES",
+    "USED_FIELDS",
     "ProviderCatalog",
     "ProviderCatalogError",
     "ProviderSpec",
@@ -294,9 +294,7 @@ class ProviderCatalog:
 
     __slots__ = ("_specs", "skipped")
 
-    def __init__(
-        self, specs: Iterable[ProviderSpec], skipped: Iterable[SkippedEntry] = ()
-    ) -> None:
+    def __init__(self, specs: Iterable[ProviderSpec], skipped: Iterable[SkippedEntry] = ()) -> None:
         by_name: dict[str, ProviderSpec] = {}
         for spec in sorted(specs, key=lambda s: s.name):
             if spec.name in by_name:
@@ -585,7 +583,7 @@ def _load_yaml(file: str, text: str) -> tuple[Any, dict[str, str]]:
         if root is None:
             return None, {}
         bad_keys: dict[str, str] = {}
-        _check_duplicate_keys(file, root, bad_keys)
+        _check_duplicate_keys(root, bad_keys)
         return loader.construct_document(root), bad_keys
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -598,7 +596,7 @@ def _load_yaml(file: str, text: str) -> tuple[Any, dict[str, str]]:
         loader.dispose()
 
 
-def _check_duplicate_keys(file: str, root: yaml.Node, bad_keys: dict[str, str]) -> None:
+def _check_duplicate_keys(root: yaml.Node, bad_keys: dict[str, str]) -> None:
     """Record, per provider, a repeated mapping key anywhere in its entry.
 
     A duplicated provider name or field is almost always a copy-paste mistake,

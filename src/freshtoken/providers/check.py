@@ -46,11 +46,11 @@ def check(file: str | None) -> None:
     for entry in skipped:
         skipped_by_mode[entry.auth_mode or "?"].append(entry)
     aliases = sum(1 for spec in specs if spec.alias_of)
-    click.echo(
-        f"{path}: {len(specs)} loaded ({aliases} through alias), {len(skipped)} skipped"
-    )
+    click.echo(f"{path}: {len(specs)} loaded ({aliases} through alias), {len(skipped)} skipped")
     for mode in sorted(set(loaded) | set(skipped_by_mode)):
-        click.echo(f"  {mode:<20} {loaded.get(mode, 0):>5} loaded  {len(skipped_by_mode[mode]):>4} skipped")
+        click.echo(
+            f"  {mode:<20} {loaded.get(mode, 0):>5} loaded  {len(skipped_by_mode[mode]):>4} skipped"
+        )
     if skipped:
         click.echo("skipped:")
         for entry in sorted(skipped, key=lambda e: ((e.auth_mode or "?"), e.name)):

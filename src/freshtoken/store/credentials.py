@@ -91,9 +91,7 @@ def expires_at_of(credentials: dict[str, Any]) -> dt.datetime | None:
     """
     if credentials.get("type") == "CUSTOM":
         parts = [credentials.get("app"), credentials.get("user")]
-        expiries = [
-            parse_datetime(p.get("expires_at")) for p in parts if isinstance(p, dict)
-        ]
+        expiries = [parse_datetime(p.get("expires_at")) for p in parts if isinstance(p, dict)]
         known = [e for e in expiries if e is not None]
         return min(known) if known else None
     return parse_datetime(credentials.get("expires_at"))

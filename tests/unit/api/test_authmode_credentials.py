@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
+from tests.authmode_helpers import write_providers_file
+from tests.support import SECRET_KEY, make_runtime, make_settings
 
+from freshtoken import migrate
 from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider
 from freshtoken.refresh.authmodes.jws import unverified_claims
 from freshtoken.runtime import Runtime, build_runtime
-from freshtoken import migrate
-from tests.authmode_helpers import write_providers_file
-from tests.support import SECRET_KEY, make_runtime, make_settings
 
 HEADERS = {"Authorization": f"Bearer {SECRET_KEY}"}
 
@@ -274,7 +274,10 @@ def test_two_step_bad_password_is_permanent(
     _, client = live
     _integration(client, "mock-two-step", "k")
     _import(
-        client, "k", {"type": "TWO_STEP", "username": "ada", "password": "no"}, {"api_base": provider.url}
+        client,
+        "k",
+        {"type": "TWO_STEP", "username": "ada", "password": "no"},
+        {"api_base": provider.url},
     )
     with capture_logs() as logs:
         response = _read(client, "k")
@@ -310,9 +313,7 @@ def test_bill_session_is_renewed(
     assert expires - clock.now() == dt.timedelta(minutes=35)
 
 
-def test_jwt_is_minted_from_the_entry_template(
-    live: tuple[Runtime, TestClient], clock: FakeClock
-) -> None:
+def test_jwt_is_minted_from_the_entry_template(live: tuple[Runtime, TestClient]) -> None:
     """JWT: HS256 over the entry's payload, key from the credentials, 5-minute lifetime."""
     _, client = live
     _integration(client, "mock-jwt", "k")

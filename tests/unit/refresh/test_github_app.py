@@ -17,13 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from structlog.testing import capture_logs
-
-from freshtoken.api.app import create_app
-from freshtoken.clock import FakeClock
-from freshtoken.mockprovider import MockProvider
-from freshtoken.refresh.authmodes.jws import b64url, unverified_claims
-from freshtoken.runtime import Runtime
-from freshtoken.store.models import Integration
 from tests.authmode_helpers import (
     APP_ID,
     INSTALLATION_ID,
@@ -33,6 +26,13 @@ from tests.authmode_helpers import (
     write_providers_file,
 )
 from tests.support import SECRET_KEY, make_runtime, make_settings
+
+from freshtoken.api.app import create_app
+from freshtoken.clock import FakeClock
+from freshtoken.mockprovider import MockProvider
+from freshtoken.refresh.authmodes.jws import b64url, unverified_claims
+from freshtoken.runtime import Runtime
+from freshtoken.store.models import Integration
 
 PCK = "gh"
 
@@ -167,7 +167,10 @@ def test_expired_app_token_is_refreshed_on_read_and_forced_refresh_mints_again(
     forced = client.get(
         "/connections/inst-1", params={"provider_config_key": PCK, "force_refresh": "true"}
     ).json()
-    assert forced["credentials"]["access_token"] not in (first, second["credentials"]["access_token"])
+    assert forced["credentials"]["access_token"] not in (
+        first,
+        second["credentials"]["access_token"],
+    )
     assert provider.authmodes.stats()["installation_token_calls"] == 3
 
 

@@ -15,6 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
+from freshtoken.api.authmode_import import (
+    MINTED_ON_IMPORT,
+    authmode_credentials,
+    import_connection_config,
+    mint_on_import,
+)
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
 from freshtoken.api.schemas import (
@@ -38,12 +44,6 @@ from freshtoken.api.serialize import (
     connection_denied,
     connection_full,
     connection_list_item,
-)
-from freshtoken.api.authmode_import import (
-    MINTED_ON_IMPORT,
-    authmode_credentials,
-    import_connection_config,
-    mint_on_import,
 )
 from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
 from freshtoken.refresh.seam import RefreshDenied

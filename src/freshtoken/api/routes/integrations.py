@@ -12,13 +12,13 @@ from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query
 from freshtoken.api.errors import ApiError, error_responses, invalid_body
 from freshtoken.api.schemas import (
     PROVIDER_CONFIG_KEY_PATTERN,
-    GetIntegrationQuery,
     AppIntegrationCredentialsIn,
     CustomIntegrationCredentialsIn,
+    GetIntegrationQuery,
     IntegrationCredentialsIn,
-    OAuthIntegrationCredentialsIn,
     IntegrationDataOut,
     IntegrationListOut,
+    OAuthIntegrationCredentialsIn,
     PatchIntegrationBody,
     PostIntegrationBody,
     SuccessOut,

@@ -40,7 +40,9 @@ def load_private_key(pem_or_base64: str) -> Any:
         raise SigningKeyError("private key could not be loaded") from None
 
 
-def sign(payload: Mapping[str, Any], key: Any, alg: str, header: Mapping[str, Any] | None = None) -> str:
+def sign(
+    payload: Mapping[str, Any], key: Any, alg: str, header: Mapping[str, Any] | None = None
+) -> str:
     """Sign ``payload`` as a compact JWS with ``alg`` (RS256, ES256 or HS256)."""
     head = {"alg": alg, "typ": "JWT", **(header or {})}
     signing_input = f"{b64url(orjson.dumps(head))}.{b64url(orjson.dumps(dict(payload)))}".encode()

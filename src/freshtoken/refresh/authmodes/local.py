@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from freshtoken.refresh.authmodes.context import AuthModeContext
@@ -28,7 +29,7 @@ _ALGORITHMS = {"RSA": "RS256", "EC": "ES256", "HMAC": "HS256"}
 
 def _token_spec(ctx: AuthModeContext) -> tuple[dict[str, Any], float]:
     token = ctx.spec.raw.get("token")
-    if not isinstance(token, dict) and not hasattr(token, "get"):
+    if not isinstance(token, Mapping):
         raise GrantError(PERMANENT, "missing_token_body")
     lifetime_ms = token.get("expires_in_ms")
     if not isinstance(lifetime_ms, int | float) or lifetime_ms <= 0:
@@ -100,7 +101,7 @@ def wsse_token(username: str, password: str, now: dt.datetime) -> str:
 
 def refresh_signature(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
     """SIGNATURE (WSSE): a new UsernameToken for the stored username and password."""
-    token_spec, lifetime = _token_spec(ctx)
+    _, lifetime = _token_spec(ctx)
     protocol = (ctx.spec.raw.get("signature") or {}).get("protocol")
     if protocol != "WSSE":
         raise GrantError(PERMANENT, "unsupported_signature_protocol")

@@ -106,7 +106,9 @@ def refresh_two_step(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
     raw_spec = ctx.spec.raw
     if any(raw_spec.get(f) for f in _UNSUPPORTED_TWO_STEP):
         raise GrantError(PERMANENT, "unsupported_two_step")
-    dynamic = {k: v for k, v in ctx.credentials.items() if k not in ("type", "token", "expires_at", "raw")}
+    dynamic = {
+        k: v for k, v in ctx.credentials.items() if k not in ("type", "token", "expires_at", "raw")
+    }
     old_refresh = dynamic.get("refresh_token")
     has_refresh_config = bool(
         raw_spec.get("refresh_token_params") or raw_spec.get("refresh_token_headers")
@@ -139,7 +141,9 @@ def refresh_two_step(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
     token = _path(answer, response.get("token"))
     if not token:
         raise GrantError(TRANSIENT, "invalid_response", http_status=200)
-    new_refresh = _path(answer, response.get("refresh_token")) if response.get("refresh_token") else None
+    new_refresh = (
+        _path(answer, response.get("refresh_token")) if response.get("refresh_token") else None
+    )
     creds: dict[str, Any] = {
         k: v for k, v in dynamic.items() if k not in TWO_STEP_RESERVED and v is not None
     }
