@@ -178,6 +178,13 @@ class OAuth2ClientCredentialsIn(StrictModel):
     token: NonEmptyText
     client_id: NonEmptyText
     client_secret: NonEmptyText
+    # Nango: a PEM certificate/key for mTLS, or a JWK private key for private_key_jwt.
+    client_certificate: Annotated[str, StringConstraints(min_length=1, max_length=10000)] | None = (
+        None
+    )
+    client_private_key: Annotated[str, StringConstraints(min_length=1, max_length=10000)] | None = (
+        None
+    )
     expires_at: ExpiresAt | None = None
     raw: dict[str, Any] | None = None
 

@@ -399,6 +399,35 @@ def render_url(template: str, connection_config: Mapping[str, Any]) -> str:
     return _render_one(alternatives[-1], connection_config)
 
 
+def interpolate_text(template: str, connection_config: Mapping[str, Any]) -> str | None:
+    """Fill a parameter template from connection_config, unencoded; None if a value is missing.
+
+    Nango's ``interpolateObjectValues`` for client-credentials ``token_params``, with the same
+    ``A || B`` choice as URLs (pax8's ``${connectionConfig.audience} || https://api.pax8.com``).
+    """
+    alternatives = split_url_alternatives(template)
+    chosen = alternatives[-1]
+    for alternative in alternatives[:-1]:
+        if any(
+            _first_value(connection_config, m) is not None
+            for m in _PLACEHOLDER.finditer(alternative)
+        ):
+            chosen = alternative
+            break
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = _first_value(connection_config, match)
+        if value is None:
+            missing = True
+            return match.group(0)
+        return value
+
+    filled = _PLACEHOLDER.sub(substitute, chosen)
+    return None if missing else filled
+
+
 def split_url_alternatives(template: str) -> list[str]:
     """Split ``A || B`` on the ``||`` that stand outside ``${...}`` placeholders."""
     parts: list[str] = []

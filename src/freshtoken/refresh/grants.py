@@ -19,7 +19,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
+from freshtoken.providers.catalog import (
+    ProviderSpec,
+    UrlTemplateError,
+    interpolate_text,
+    render_url,
+)
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -143,6 +148,8 @@ def _client_auth(req: GrantRequest, params: dict[str, Any], headers: dict[str, s
         # Nango: "custom" sends the client as username/password form fields (zoominfo).
         params.setdefault("username", req.client_id)
         params.setdefault("password", req.client_secret or "")
+    elif method == "private_key_jwt":
+        pass  # client_id and the signed assertion are added by the grant (client_credentials)
     else:
         if req.client_id:
             params.setdefault("client_id", req.client_id)
@@ -285,6 +292,24 @@ def refresh_oauth2(
     return new_creds, rotated
 
 
+def _cc_params(req: GrantRequest) -> dict[str, str]:
+    config = req.connection_config
+    params: dict[str, str] = {}
+    for key, value in _string_params(req.spec.token_params).items():
+        filled = interpolate_text(value, config)
+        if filled is not None:
+            params[key] = filled
+    params["grant_type"] = "client_credentials"
+    scopes = config.get("oauth_scopes")
+    if isinstance(scopes, str) and scopes:
+        separator = str(req.spec.raw.get("scope_separator") or " ")
+        params["scope"] = separator.join(s.strip() for s in scopes.split(",") if s.strip())
+    extra = config.get("authorization_params")
+    if isinstance(extra, Mapping):
+        params.update({str(k): str(v) for k, v in extra.items() if v is not None})
+    return params
+
+
 def client_credentials(
     http: httpx.Client,
     req: GrantRequest,
@@ -293,14 +318,28 @@ def client_credentials(
     sent_at: dt.datetime,
     default_lifetime: float,
 ) -> dict[str, Any]:
-    """Re-run the client-credentials grant with the connection's own client id and secret."""
-    params = _string_params(req.spec.token_params)
-    params["grant_type"] = "client_credentials"
-    scopes = req.connection_config.get("oauth_scopes")
-    if isinstance(scopes, str) and scopes:
-        params["scope"] = " ".join(s.strip() for s in scopes.split(",") if s.strip())
-    body = _post(http, req, _url(req, prefer_refresh_url=False), params)
-    return {
+    """Re-run the client-credentials grant with the connection's own client id and secret.
+
+    As Nango: ``token_params`` filled from connection_config (a parameter whose placeholder has
+    no value is left out rather than sent as ``${...}``), ``scope`` from ``oauth_scopes`` joined
+    with the entry's ``scope_separator``, ``connection_config.authorization_params`` last.
+    """
+    params = _cc_params(req)
+    url = _url(req, prefer_refresh_url=False)
+    if req.spec.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
+        # Imported here: the authmodes package imports this module.
+        from freshtoken.refresh.authmodes.client_assertion import client_assertion_params
+
+        params.update(
+            client_assertion_params(
+                str(credentials.get("client_id") or ""),
+                credentials.get("client_private_key"),
+                url,
+                sent_at,
+            )
+        )
+    body = _post(http, req, url, params)
+    out = {
         "type": "OAUTH2_CC",
         "token": str(body.get("access_token") or body.get("token")),
         "expires_at": iso(expiry_from(body, sent_at, default_lifetime)),
@@ -308,3 +347,7 @@ def client_credentials(
         "client_secret": credentials.get("client_secret"),
         "raw": body,
     }
+    for kept in ("client_certificate", "client_private_key"):
+        if credentials.get(kept):
+            out[kept] = credentials[kept]
+    return out

@@ -121,7 +121,16 @@ def strip_refresh_tokens(value: Any) -> Any:
 
 _PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "OAUTH2": ("type", "access_token", "refresh_token", "expires_at", "raw", "config_override"),
-    "OAUTH2_CC": ("type", "token", "expires_at", "client_id", "client_secret", "raw"),
+    "OAUTH2_CC": (
+        "type",
+        "token",
+        "expires_at",
+        "client_id",
+        "client_secret",
+        "client_certificate",
+        "client_private_key",
+        "raw",
+    ),
     "OAUTH1": ("type", "oauth_token", "oauth_token_secret", "raw"),
     "API_KEY": ("type", "apiKey"),
     "BASIC": ("type", "username", "password"),

@@ -228,6 +228,10 @@ def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
             **_present(token=creds.token, expires_at=creds.expires_at),
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
+            **_present(
+                client_certificate=creds.client_certificate,
+                client_private_key=creds.client_private_key,
+            ),
             "raw": (
                 creds.raw
                 if creds.raw is not None
