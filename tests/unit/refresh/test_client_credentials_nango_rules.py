@@ -16,11 +16,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from tests.authmode_helpers import app_key
 
 from freshtoken.providers.catalog import ProviderSpec, parse_catalog_file
 from freshtoken.refresh.authmodes.jws import b64url, unverified_claims
 from freshtoken.refresh.grants import GrantRequest, client_credentials
-from tests.authmode_helpers import app_key
 
 CATALOG = """
 auth0-like:
