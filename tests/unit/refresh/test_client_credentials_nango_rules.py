@@ -139,7 +139,7 @@ def _jwk() -> str:
 
 
 def test_private_key_jwt_signs_a_client_assertion(specs: dict[str, ProviderSpec]) -> None:
-    """private_key_jwt: RS256 assertion (kid, iss=sub=client_id, aud=token URL, 300 s), no secret."""
+    """private_key_jwt: RS256 assertion: kid, iss=sub=client_id, aud=token URL, 300 s."""
     creds = {**CREDS, "client_private_key": _jwk()}
     request = _run(specs["jwt-like"], {"subdomain": "acme"}, creds)
     assert str(request.url) == "https://acme.okta.test/oauth2/v1/token"
