@@ -165,6 +165,13 @@ IGNORED_NANGO_FIELDS: Final[frozenset[str]] = frozenset(
         "request_url",
         "request_params",
         "token_url_skip_encode",
+        # OAuth 1.0a request/access-token steps (OAUTH1 is import/read only), consent-only
+        # helpers, and the proxy's own header for TWO_STEP tokens.
+        "access_token_url",
+        "request_http_method",
+        "token_http_method",
+        "available_scopes",
+        "proxy_header_authorization",
     }
 )
 """Nango fields freshtoken knowingly does not interpret (kept verbatim for ``GET /providers``)."""
