@@ -248,3 +248,53 @@ def test_jws_helper_signs_what_cryptography_verifies() -> None:
     token = sign({"iss": "1", "iat": 1, "exp": 2}, app_key(), "RS256")
     assert _verify_jwt(token)["iss"] == "1"
     assert token.split(".")[0] == b64url(b'{"alg":"RS256","typ":"JWT"}')
+
+
+def _custom_context(rt: Runtime, provider: MockProvider, user: dict[str, Any] | None) -> Any:
+    from freshtoken.refresh.authmodes.context import AuthModeContext
+
+    spec = rt.catalog.get("mock-github-app-oauth")
+    assert spec is not None
+    service = rt.extras["refresh_service"]
+    return AuthModeContext(
+        http=service.http,
+        spec=spec,
+        connection_config={"api_base": provider.url, "installation_id": INSTALLATION_ID},
+        credentials={"type": "CUSTOM", "app": None, "user": user, "raw": {}},
+        sent_at=rt.clock.now(),
+        default_lifetime=3600.0,
+        client_id=provider.config.client_id,
+        client_secret=provider.config.client_secret,
+        integration_custom={"app_id": APP_ID, "private_key": private_key_pem()},
+    )
+
+
+def test_custom_refreshes_the_user_part_and_keeps_it_on_a_provider_hiccup(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """CUSTOM: the user's rotating refresh token is spent once; a 503 keeps the old user part."""
+    from freshtoken.refresh.authmodes.github_app import refresh_custom
+
+    rt, _ = live
+    family = provider.seed()
+    user = {
+        "type": "OAUTH2",
+        "access_token": family["access_token"],
+        "refresh_token": family["refresh_token"],
+        "raw": {},
+    }
+    creds, rotated = refresh_custom(_custom_context(rt, provider, user))
+    assert rotated
+    assert provider.is_access_token_valid(creds["user"]["access_token"])
+    assert creds["user"]["refresh_token"] != family["refresh_token"]
+    assert provider.authmodes.is_token_valid(creds["app"]["access_token"])
+    provider.inject("503")
+    kept, rotated_again = refresh_custom(_custom_context(rt, provider, creds["user"]))
+    assert not rotated_again
+    assert kept["user"] == creds["user"]
+    assert provider.authmodes.is_token_valid(kept["app"]["access_token"])
+    # Each refresh token was presented once (the second one to the failing call).
+    assert provider.stats()["calls_by_refresh_token"] == {
+        family["refresh_token"]: 1,
+        creds["user"]["refresh_token"]: 1,
+    }
