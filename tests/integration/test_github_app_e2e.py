@@ -9,6 +9,7 @@ so several rotations fit in a short test.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,8 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME = 15.0
 SCAN_INTERVAL = 1.0
@@ -180,3 +183,9 @@ def test_scan_rotates_installation_tokens_before_expiry(
         new_expiries = [parse_timestamp(e["new_expires_at"]) for e in events]
         assert new_expiries == sorted(new_expiries)
         assert elapsed < TOKEN_LIFETIME * (ROTATIONS + 2)
+        log.info(
+            "e2e.github_app rotations=%d min_seconds_to_expiry=%.1f elapsed=%.1f",
+            len(events),
+            min(e["seconds_to_expiry"] for e in events),
+            elapsed,
+        )

@@ -298,3 +298,22 @@ def test_custom_refreshes_the_user_part_and_keeps_it_on_a_provider_hiccup(
         family["refresh_token"]: 1,
         creds["user"]["refresh_token"]: 1,
     }
+
+
+def test_unknown_installation_is_permanent(
+    live: tuple[Runtime, TestClient], provider: MockProvider
+) -> None:
+    """GitHub's 404 for an uninstalled app is permanent (installation_not_found), not retried."""
+    _, client = live
+    _integration(client)
+    response = client.post(
+        "/connections",
+        json={
+            "provider_config_key": PCK,
+            "connection_id": "gone",
+            "connection_config": {"api_base": provider.url},
+            "credentials": {"type": "APP", "app_id": APP_ID, "installation_id": "999"},
+        },
+    )
+    assert response.status_code == 500
+    assert "installation_not_found" in response.json()["error"]["message"]

@@ -76,7 +76,14 @@ def installation_token(ctx: AuthModeContext) -> dict[str, Any]:
         params={},
         body_format="json",
     )
-    body = send(ctx.http, ctx.spec, request)
+    try:
+        body = send(ctx.http, ctx.spec, request)
+    except GrantError as error:
+        if error.http_status == 404:
+            # GitHub answers 404 when the app was uninstalled or the installation id is wrong:
+            # no retry brings it back, the connection needs a new installation.
+            raise GrantError(PERMANENT, "installation_not_found", http_status=404) from None
+        raise
     token = body.get("token") or body.get("access_token")
     if not isinstance(token, str) or not token:
         raise GrantError(TRANSIENT, "invalid_response", http_status=200)
