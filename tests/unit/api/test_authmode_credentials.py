@@ -340,3 +340,50 @@ def test_signature_wsse_token_digest(live: tuple[Runtime, TestClient]) -> None:
     digest = hashlib.sha1((fields["Nonce"] + fields["Created"] + "pw-1").encode()).hexdigest()  # noqa: S324
     assert fields["PasswordDigest"] == base64.b64encode(digest.encode()).decode()
     assert fields["Username"] == "ada"
+
+
+@pytest.mark.parametrize(
+    ("provider_name", "credentials", "config", "scheduled"),
+    [
+        ("mock-jwt", {"type": "JWT", "issuer": "i", "secret": "00"}, None, True),
+        ("mock-two-step", {"type": "TWO_STEP", "username": "a", "password": "b"}, None, True),
+        ("mock-signature", {"type": "SIGNATURE", "username": "a", "password": "b"}, None, True),
+        (
+            "mock-bill",
+            {
+                "type": "BILL",
+                "username": "a",
+                "password": "b",
+                "organization_id": "o",
+                "dev_key": "d",
+            },
+            None,
+            True,
+        ),
+        (
+            "mock-tba",
+            {"type": "TBA", "token_id": "a", "token_secret": "b"},
+            {"accountId": "1"},
+            False,
+        ),
+        ("mock-none", {"type": "NONE"}, None, False),
+    ],
+)
+def test_refreshable_modes_are_planned_for_the_proactive_scan(
+    stored: TestClient,
+    tmp_path: Path,
+    provider_name: str,
+    credentials: dict[str, Any],
+    config: dict[str, Any] | None,
+    scheduled: bool,
+) -> None:
+    """Imported JWT/TWO_STEP/SIGNATURE/BILL rows get a next_refresh_at; TBA and NONE do not."""
+    from sqlalchemy import create_engine, text
+
+    _integration(stored, provider_name, "k")
+    assert _import(stored, "k", credentials, config).status_code == 201
+    engine = create_engine(f"sqlite:///{tmp_path.as_posix()}/test.db")
+    with engine.connect() as conn:
+        planned = conn.execute(text("SELECT next_refresh_at FROM connections")).scalar_one()
+    engine.dispose()
+    assert (planned is not None) is scheduled
