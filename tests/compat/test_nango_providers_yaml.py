@@ -456,3 +456,17 @@ def test_or_fallback_urls_equal_nangos_for_every_auth_mode(
         checked.append(name)
     assert {"salesforce", "okta-cc", "servicenow", "intercom", "dayforce"} <= set(checked)
     assert len(checked) >= 10
+
+
+def test_nangos_entries_keep_freshtokens_provider_rules(providers_yaml: Path) -> None:
+    """Loaded over the built-in catalog, Nango's entries keep freshtoken-only rules."""
+    from freshtoken.providers.catalog import load_catalog
+
+    catalog = load_catalog(providers_yaml)
+    hubspot, slack = catalog.get("hubspot"), catalog.get("slack")
+    assert hubspot is not None and slack is not None
+    assert "BAD_REFRESH_TOKEN" in hubspot.permanent_error_codes
+    assert slack.error_in_ok_false
+    # The URLs are Nango's (the replacing entry's), not the built-in ones.
+    assert hubspot.token_url == hubspot.raw["token_url"]
+    assert len(catalog) >= 976

@@ -339,7 +339,9 @@ def load_catalog(extra_file: str | os.PathLike[str] | None = None) -> ProviderCa
     """Return the built-in catalog, merged with ``extra_file`` when one is given.
 
     An extra file's entries add new providers or replace a built-in entry as a
-    whole (no field-level merge, so an override never inherits a stale URL).
+    whole (no field-level merge, so an override never inherits a stale URL),
+    except freshtoken-only fields (``EXTENSION_FIELDS``) the replacing entry
+    does not set, which are kept from the built-in entry.
     With no extra file the shared, parsed-once built-in catalog is returned, so
     calling this per request is cheap. An empty string counts as "no file",
     which is what an unset environment variable usually turns into.
@@ -356,7 +358,8 @@ def load_catalog(extra_file: str | os.PathLike[str] | None = None) -> ProviderCa
     merged = {spec.name: spec for spec in builtin.all()}
     specs, skipped = parse_catalog_file(path)
     for spec in specs:
-        merged[spec.name] = spec
+        base = merged.get(spec.name)
+        merged[spec.name] = _inherit_extensions(path, spec, base) if base is not None else spec
     for entry in skipped:
         log.warning(
             "provider.skipped",
@@ -366,6 +369,29 @@ def load_catalog(extra_file: str | os.PathLike[str] | None = None) -> ProviderCa
             reason=entry.reason,
         )
     return ProviderCatalog(merged.values(), skipped)
+
+
+# freshtoken-only fields (not in Nango's schema): a replacing entry from an operator's file, such
+# as Nango's own providers.yaml, keeps the built-in entry's values for those it does not set, so
+# pointing at Nango's file does not lose HubSpot's BAD_REFRESH_TOKEN or Slack's ok:false rules.
+EXTENSION_FIELDS: Final = (
+    "refresh_lead_seconds",
+    "default_token_lifetime_seconds",
+    "refresh_token_idle_days",
+    "refresh_error_codes",
+    "error_in_ok_false",
+    "refresh_rate_limit_per_second",
+)
+
+
+def _inherit_extensions(file: str, spec: ProviderSpec, base: ProviderSpec) -> ProviderSpec:
+    inherited = {
+        k: _thaw(base.raw[k]) for k in EXTENSION_FIELDS if k in base.raw and k not in spec.raw
+    }
+    if not inherited:
+        return spec
+    entry = {**{k: _thaw(v) for k, v in spec.raw.items()}, **inherited}
+    return replace(_parse_entry(file, spec.name, entry), alias_of=spec.alias_of)
 
 
 def parse_catalog_file(path: str) -> tuple[list[ProviderSpec], list[SkippedEntry]]:
