@@ -470,3 +470,41 @@ def test_nangos_entries_keep_freshtokens_provider_rules(providers_yaml: Path) ->
     # The URLs are Nango's (the replacing entry's), not the built-in ones.
     assert hubspot.token_url == hubspot.raw["token_url"]
     assert len(catalog) >= 976
+
+
+def test_a_new_user_can_point_freshtoken_at_nangos_file(
+    providers_yaml: Path, tmp_path: Path
+) -> None:
+    """FRESHTOKEN_PROVIDERS_FILE=<Nango's providers.yaml>: the API starts and serves its entries."""
+    from fastapi.testclient import TestClient
+
+    from freshtoken.api.app import create_app
+    from tests.authmode_helpers import private_key_pem
+    from tests.support import SECRET_KEY, make_runtime, make_settings
+
+    runtime = make_runtime(make_settings(tmp_path, providers_file=providers_yaml))
+    try:
+        headers = {"Authorization": f"Bearer {SECRET_KEY}"}
+        with TestClient(create_app(runtime), headers=headers) as client:
+            listed = client.get("/providers").json()["data"]
+            assert len(listed) >= 976
+            app_oauth = client.get("/providers/github-app-oauth").json()["data"]
+            assert app_oauth["auth_mode"] == "CUSTOM"
+            assert set(app_oauth["token_url"]) == {"OAUTH2", "APP"}
+            assert client.get("/providers/airtable-mcp").status_code == 404
+            created = client.post(
+                "/integrations",
+                json={
+                    "provider": "github-app",
+                    "unique_key": "github-app",
+                    "credentials": {
+                        "type": "APP",
+                        "app_id": "1",
+                        "app_link": "https://github.com/apps/x",
+                        "private_key": private_key_pem(),
+                    },
+                },
+            )
+            assert created.status_code == 200, created.text
+    finally:
+        runtime.close()
