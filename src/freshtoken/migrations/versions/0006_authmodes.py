@@ -3,7 +3,7 @@
 Nango keeps the same in ``_nango_configs.custom`` for APP and CUSTOM integrations.
 
 Revision ID: 0006_authmodes
-Revises: 0002
+Revises: 0004_webhooks
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_authmodes"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
