@@ -508,3 +508,110 @@ def test_a_new_user_can_point_freshtoken_at_nangos_file(
             assert created.status_code == 200, created.text
     finally:
         runtime.close()
+
+
+def _jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    import base64
+    import json
+
+    head, payload, signature = token.split(".")
+
+    def dec(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    return (
+        json.loads(dec(head)),
+        json.loads(dec(payload)),
+        dec(signature),
+        f"{head}.{payload}".encode(),
+    )
+
+
+def _mint(spec: ProviderSpec, credentials: dict[str, Any], config: dict[str, Any]) -> str:
+    import datetime as dt
+
+    import httpx
+
+    from freshtoken.refresh.authmodes.context import AuthModeContext
+    from freshtoken.refresh.authmodes.local import refresh_jwt
+
+    context = AuthModeContext(
+        http=httpx.Client(),
+        spec=spec,
+        connection_config=config,
+        credentials={"type": "JWT", **credentials},
+        sent_at=dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC),
+        default_lifetime=3600.0,
+    )
+    creds, rotated = refresh_jwt(context)
+    assert not rotated and creds["type"] == "JWT"
+    assert {k: creds[k] for k in credentials} == credentials  # dynamic keys kept
+    token: str = creds["token"]
+    return token
+
+
+def test_jwt_entries_of_nangos_file_mint_as_nango_reads_them(
+    loaded: tuple[dict[str, ProviderSpec], dict[str, str]],
+) -> None:
+    """Nango's four JWT entries (RSA + fingerprint, EC, HMAC hex, HMAC utf8) sign verifiably."""
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from tests.authmode_helpers import app_key, private_key_pem
+
+    specs, _ = loaded
+    # snowflake-jwt: RS256; iss carries the public key's SHA-256 fingerprint.
+    token = _mint(
+        specs["snowflake-jwt"],
+        {"accountIdentifier": "ACME-1", "userName": "ADA", "privateKey": private_key_pem()},
+        {"subdomain": "acme"},
+    )
+    header, claims, signature, signed = _jwt_parts(token)
+    app_key().public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+    der = (
+        app_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+    assert header["alg"] == "RS256"
+    assert claims["iss"] == f"ACME-1.ADA.{fingerprint}"
+    assert claims["sub"] == "ACME-1.ADA"
+    assert claims["exp"] - claims["iat"] == 3600
+
+    # apple-app-store: ES256 with the key id in the header; the optional scope array.
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_pem = ec_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    apple = {"issuerId": "iss-1", "privateKeyId": "KID1", "privateKey": ec_pem}
+    header, claims, signature, signed = _jwt_parts(_mint(specs["apple-app-store"], apple, {}))
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    ec_key.public_key().verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA256()))
+    assert (header["alg"], header["kid"]) == ("ES256", "KID1")
+    assert claims["iss"] == "iss-1" and claims["aud"] == "appstoreconnect-v1"
+    assert "scope" not in claims
+    scoped = _jwt_parts(_mint(specs["apple-app-store"], apple, {"scope": "GET /v1/apps"}))[1]
+    assert scoped["scope"] == ["GET /v1/apps"]
+
+    # ghost-admin: the "id:secret" admin key split; HS256 over the hex-decoded secret.
+    secret_hex = "a1" * 32
+    header, claims, signature, signed = _jwt_parts(
+        _mint(specs["ghost-admin"], {"privateKey": f"{'b2' * 12}:{secret_hex}"}, {})
+    )
+    assert signature == hmac.new(bytes.fromhex(secret_hex), signed, hashlib.sha256).digest()
+    assert header["kid"] == "b2" * 12 and claims["aud"] == "/admin/"
+
+    # heymarket: HS256 with a utf8 key "<id>||<key>" (a literal ||, not a fallback).
+    header, claims, signature, signed = _jwt_parts(
+        _mint(specs["heymarket"], {"apiSecretId": "sid", "apiSecretKey": "skey"}, {})
+    )
+    assert signature == hmac.new(b"sid||skey", signed, hashlib.sha256).digest()
+    assert claims["iss"] == "sid"

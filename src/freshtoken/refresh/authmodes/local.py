@@ -51,13 +51,23 @@ def refresh_jwt(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
         dynamic["privateKey"] = {"id": key_id, "secret": secret}
     now = ctx.sent_at
     issued = int(now.timestamp())
-    payload = {
-        k: v
-        for k, v in interpolate_value(
-            dict(token_spec.get("payload") or {}), dynamic, ctx.connection_config, now
-        ).items()
-        if not unresolved(v)
-    }
+    payload: dict[str, Any] = {}
+    for key, value in (token_spec.get("payload") or {}).items():
+        filled = interpolate_value(value, dynamic, ctx.connection_config, now)
+        if isinstance(filled, list):
+            # Nango's resolvePayloadArray: resolved strings, split on commas, empties dropped;
+            # the claim is left out when nothing resolved (apple-app-store's optional scope).
+            items = [
+                part.strip()
+                for item in filled
+                if isinstance(item, str) and not unresolved(item)
+                for part in item.split(",")
+                if part.strip()
+            ]
+            if items:
+                payload[key] = items
+        elif not unresolved(filled):
+            payload[key] = filled
     payload.update({"iat": issued, "exp": issued + int(lifetime)})
     header = {
         k: v

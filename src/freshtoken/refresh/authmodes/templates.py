@@ -2,23 +2,39 @@
 ``${connectionConfig.key}`` from connection_config, as ``interpolateString`` and
 ``interpolateObjectValues`` do (packages/shared/lib/utils/utils.ts).
 
-Only plain and dotted keys, ``${now}`` and ``${random}`` are understood; Nango's helper
-expressions (``${base64(...)}``, ``${fingerprint(...)}``, HMAC/SHA/ed25519 signing) are not, and
-an entry needing one fails its refresh with the permanent ``unsupported_template``.
+Plain and dotted keys, ``${now}``, ``${random}`` and ``${fingerprint(...)}`` (Snowflake's
+public-key fingerprint, ``SHA256:`` + base64 of the SHA-256 of the key's SPKI DER) are understood;
+Nango's other helper expressions (``${base64(...)}``, HMAC/SHA/ed25519 signing) are not, and an
+entry needing one fails its refresh with the permanent ``unsupported_template``.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
+from freshtoken.refresh.authmodes.jws import SigningKeyError, load_private_key
 from freshtoken.refresh.grants import PERMANENT, GrantError
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _HELPER = re.compile(r"\$\{[a-zA-Z0-9]+\(")
+_FINGERPRINT = re.compile(r"\$\{fingerprint\((.*?)\)\}")  # Nango's own pattern
+
+
+def fingerprint(private_key_pem: str) -> str:
+    """``SHA256:<base64>`` of a private key's public half (SPKI DER), as Nango's getFingerprint."""
+    key = load_private_key(private_key_pem)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def _lookup(key: str, values: Mapping[str, Any]) -> Any:
@@ -40,6 +56,15 @@ def interpolate(
     now: dt.datetime,
 ) -> str:
     """Fill ``${...}`` in one string; unresolved placeholders stay as they are (as in Nango)."""
+
+    def fill_fingerprint(match: re.Match[str]) -> str:
+        inner = interpolate(match.group(1), credentials, connection_config, now)
+        try:
+            return fingerprint(inner)
+        except SigningKeyError:
+            raise GrantError(PERMANENT, "invalid_private_key") from None
+
+    text = _FINGERPRINT.sub(fill_fingerprint, text)
     if _HELPER.search(text):
         raise GrantError(PERMANENT, "unsupported_template")
 
