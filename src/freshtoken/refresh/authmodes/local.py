@@ -52,7 +52,7 @@ def refresh_jwt(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
     now = ctx.sent_at
     issued = int(now.timestamp())
     payload: dict[str, Any] = {}
-    for key, value in (token_spec.get("payload") or {}).items():
+    for claim, value in (token_spec.get("payload") or {}).items():
         filled = interpolate_value(value, dynamic, ctx.connection_config, now)
         if isinstance(filled, list):
             # Nango's resolvePayloadArray: resolved strings, split on commas, empties dropped;
@@ -65,9 +65,9 @@ def refresh_jwt(ctx: AuthModeContext) -> tuple[dict[str, Any], bool]:
                 if part.strip()
             ]
             if items:
-                payload[key] = items
+                payload[claim] = items
         elif not unresolved(filled):
-            payload[key] = filled
+            payload[claim] = filled
     payload.update({"iat": issued, "exp": issued + int(lifetime)})
     header = {
         k: v
