@@ -631,3 +631,70 @@ def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ProviderCatalogError) as excinfo:
         load_catalog(path)
     assert_one_line_error(excinfo, path, None, "not valid UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n    additional_steps: [{}]",
+            "TWO_STEP with 'additional_steps' is not supported",
+        ),
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n    assertion: {type: jwt}",
+            "TWO_STEP with 'assertion' is not supported",
+        ),
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n"
+            "    token_headers: {x: '${hmacSha1Hex(${credentials.k})}'}",
+            "template helper ${hmacSha1Hex(...)} is not supported",
+        ),
+        ("auth_mode: MCP_OAUTH2", "auth_mode MCP_OAUTH2 is not served by freshtoken"),
+    ],
+)
+def test_entries_freshtoken_cannot_keep_fresh_are_skipped_with_why(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    """Features the grants do not implement skip the entry at load, not fail every refresh."""
+    path = write(tmp_path, f"acme:\n    {entry}\n")
+    assert_skipped(path, "acme", reason)
+
+
+def test_alias_resolves_like_nango_and_a_missing_target_is_skipped(tmp_path: Path) -> None:
+    """An alias takes its target's fields (overrides win); an alias of nothing is skipped."""
+    path = write(
+        tmp_path,
+        "base:\n    auth_mode: OAUTH2\n    token_url: https://base.test/token\n"
+        "    display_name: Base\n"
+        "child:\n    alias: base\n    display_name: Child\n"
+        "orphan:\n    alias: nowhere\n",
+    )
+    catalog = load_catalog(path)
+    child = catalog.get("child")
+    assert child is not None and child.alias_of == "base"
+    assert (child.display_name, child.token_url) == ("Child", "https://base.test/token")
+    assert [(e.name, e.reason) for e in catalog.skipped] == [
+        ("orphan", "alias of 'nowhere': alias target 'nowhere' is not in the file")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"hostname": "acme.my.salesforce.com"},
+            "https://acme.my.salesforce.com/services/oauth2/token",
+        ),
+        ({}, "https://login.salesforce.com/services/oauth2/token"),
+        ({"hostname": ""}, "https://login.salesforce.com/services/oauth2/token"),
+    ],
+)
+def test_whole_url_fallback_takes_the_first_alternative_that_resolves(
+    config: dict[str, object], expected: str
+) -> None:
+    """`A || B` outside placeholders: A when its ${...} resolves, else B (Nango's rule)."""
+    template = (
+        "https://${connectionConfig.hostname}/services/oauth2/token"
+        " || https://login.salesforce.com/services/oauth2/token"
+    )
+    assert render_url(template, config) == expected

@@ -867,6 +867,10 @@ def _parse_entry(file: str, name: str, entry: object) -> ProviderSpec:
     if auth_mode not in AUTH_MODES:
         raise reader.fail(f"unknown auth_mode {auth_mode!r}")
 
+    unsupported = _unsupported_feature(auth_mode, entry)
+    if unsupported is not None:
+        raise reader.fail(unsupported)
+
     token_urls = reader.token_urls()
     urls = {
         field: (None if field == "token_url" and token_urls else reader.url_template(field))
@@ -948,6 +952,38 @@ def _freeze_entry(file: str, name: str, entry: Mapping[Any, Any]) -> Mapping[str
 
     frozen: Mapping[str, Any] = freeze(entry)
     return frozen
+
+
+# Template helpers freshtoken's TWO_STEP/JWT grants evaluate (refresh/authmodes/templates.py).
+_KNOWN_HELPERS: Final = frozenset({"base64", "sha256Hex", "sha256Base64", "fingerprint"})
+_HELPER_CALL: Final = re.compile(r"\$\{([a-zA-Z0-9]+)\(")
+_TEMPLATE_FIELDS: Final = (
+    "token_url",
+    "refresh_url",
+    "token_params",
+    "refresh_token_params",
+    "token_headers",
+    "refresh_token_headers",
+    "token",
+)
+
+
+def _unsupported_feature(auth_mode: str, entry: Mapping[str, Any]) -> str | None:
+    """Why freshtoken cannot keep this entry's credentials fresh, or None if it can.
+
+    Skipping such an entry at load time is better than failing its refreshes: a refresh that
+    cannot work would mark every connection of the provider as needing re-authorisation.
+    """
+    if auth_mode == "TWO_STEP":
+        for feature in ("additional_steps", "assertion", "signature"):
+            if entry.get(feature):
+                return f"TWO_STEP with {feature!r} is not supported"
+    if auth_mode in ("TWO_STEP", "JWT"):
+        text = repr([entry.get(f) for f in _TEMPLATE_FIELDS])
+        helpers = sorted(set(_HELPER_CALL.findall(text)) - _KNOWN_HELPERS)
+        if helpers:
+            return f"template helper ${{{helpers[0]}(...)}} is not supported"
+    return None
 
 
 def _freeze_value(reader: _EntryReader, value: object) -> Any:

@@ -2,10 +2,11 @@
 ``${connectionConfig.key}`` from connection_config, as ``interpolateString`` and
 ``interpolateObjectValues`` do (packages/shared/lib/utils/utils.ts).
 
-Plain and dotted keys, ``${now}``, ``${random}`` and ``${fingerprint(...)}`` (Snowflake's
-public-key fingerprint, ``SHA256:`` + base64 of the SHA-256 of the key's SPKI DER) are understood;
-Nango's other helper expressions (``${base64(...)}``, HMAC/SHA/ed25519 signing) are not, and an
-entry needing one fails its refresh with the permanent ``unsupported_template``.
+Plain and dotted keys, ``${now}``, ``${random}``, ``${base64(...)}``, ``${sha256Hex(...)}``,
+``${sha256Base64(...)}`` and ``${fingerprint(...)}`` (Snowflake's public-key fingerprint,
+``SHA256:`` + base64 of the SHA-256 of the key's SPKI DER) are understood, with Nango's patterns;
+Nango's other helpers (``hmacSha1Hex``, ``awsSigV4``, ``ed25519Sign``) are not, and an entry
+needing one fails its refresh with the permanent ``unsupported_template``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -25,7 +26,14 @@ from freshtoken.refresh.grants import PERMANENT, GrantError
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _HELPER = re.compile(r"\$\{[a-zA-Z0-9]+\(")
-_FINGERPRINT = re.compile(r"\$\{fingerprint\((.*?)\)\}")  # Nango's own pattern
+_FINGERPRINT = re.compile(r"\$\{fingerprint\((.*?)\)\}")  # Nango's own patterns
+_DIGESTS: dict[re.Pattern[str], Callable[[bytes], str]] = {
+    re.compile(r"\$\{base64\((.*?)\)\}"): lambda b: base64.b64encode(b).decode(),
+    re.compile(r"\$\{sha256Hex\((.*?)\)\}"): lambda b: hashlib.sha256(b).hexdigest(),
+    re.compile(r"\$\{sha256Base64\((.*?)\)\}"): lambda b: base64.b64encode(
+        hashlib.sha256(b).digest()
+    ).decode(),
+}
 
 
 def fingerprint(private_key_pem: str) -> str:
@@ -64,6 +72,12 @@ def interpolate(
         except SigningKeyError:
             raise GrantError(PERMANENT, "invalid_private_key") from None
 
+    for pattern, digest in _DIGESTS.items():
+
+        def fill_digest(match: re.Match[str], digest: Callable[[bytes], str] = digest) -> str:
+            return digest(interpolate(match.group(1), credentials, connection_config, now).encode())
+
+        text = pattern.sub(fill_digest, text)
     text = _FINGERPRINT.sub(fill_fingerprint, text)
     if _HELPER.search(text):
         raise GrantError(PERMANENT, "unsupported_template")
