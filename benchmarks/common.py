@@ -343,6 +343,11 @@ class Context:
     @property
     def redis(self) -> RedisLease:
         """The leased Redis database (taken on first use)."""
+        if self._redis is not None and not self._redis.still_mine():
+            # Someone else's test run flushed or took the database between two benchmarks (the
+            # lease protocol is only a convention): take another one for what follows.
+            log(f"redis: lost the lease on {self._redis.url}; leasing another database")
+            self._redis = None
         if self._redis is None:
             self._redis = lease_redis_db(self.redis_base_url)
             log(f"redis: leased {self._redis.url}")

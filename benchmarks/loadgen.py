@@ -23,7 +23,24 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.common import log, percentile
+
+def log(message: str) -> None:
+    """Progress on stderr (lazy import: the load-generator process stays light)."""
+    from benchmarks.common import log as common_log
+
+    common_log(message)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile by nearest rank, as :func:`benchmarks.common.percentile` (kept here so
+    ``python -m benchmarks.loadgen`` starts without SQLAlchemy and freshtoken: it is spawned for
+    every run)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(q / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
 
 _WRK_SCRIPT = r"""
 local n = tonumber(os.getenv("BENCH_IDS"))
