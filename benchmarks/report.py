@@ -433,7 +433,7 @@ def _sizes_slow(w: Any, sl: Any) -> None:
             f"{sl.trickle_probe_every_s:g} s alternating over 2 API processes; slow refreshes: "
             f"{sl.slow_refreshes} concurrent reads of expired connections whose token endpoint "
             f"answers after {sl.slow_latency_s:g} s, one API process, `/health` and another "
-            f"connection probed back to back ({sl.probe_gap_s * 1000:g} ms apart)."
+            f"connection each probed every {sl.probe_gap_s * 1000:g} ms (open loop)."
         )
 
 
@@ -963,7 +963,9 @@ def _slow(w: Any, section: dict[str, Any] | None) -> None:
         f"**Slow refreshes.** {sz['slow_refreshes']} concurrent reads of {sz['slow_refreshes']} "
         f"expired connections whose token endpoint answers after {sz['slow_latency_s']:g} s, "
         "against one `freshtoken api` process; meanwhile `GET /health` and reads of another, "
-        "fresh connection are sent back to back, each on its own keep-alive connection. Figures "
+        f"fresh connection are each sent every {sz['probe_gap_s'] * 1000:g} ms on schedule (open "
+        "loop, on an idle keep-alive connection or a new one, whether or not earlier ones were "
+        "answered). Figures "
         f"are over the {d['window_s']:.1f} s from the first slow read sent to the last answered "
         f"({d['reads']['ok']} of {d['reads']['count']} answered 200, p50 "
         f"{_f(d['reads']['p50_ms'], 0)} ms, max {_f(d['reads']['max_ms'], 0)} ms; provider "

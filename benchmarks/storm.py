@@ -22,7 +22,7 @@ dead on arrival), plus p50/p99 latency as the client saw it. Each is repeated on
   than once (at the same time, or at all).
 * **slow refreshes**: ``slow_refreshes`` concurrent reads of expired connections whose token
   endpoint answers after ``slow_latency_s``, against one API process; meanwhile ``GET /health``
-  and reads of another, fresh connection are probed back to back: their p50/p99/max.
+  and reads of another, fresh connection are probed on a fixed schedule: their p50/p99/max.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class SlowSizes:
     trickle_probe_every_s: float = 5.0
     slow_refreshes: int = 45
     slow_latency_s: float = 8.0
-    probe_gap_s: float = 0.02
+    probe_gap_s: float = 0.05
 
 
 @dataclass
@@ -253,23 +253,38 @@ async def _trickle_reads(
 
 
 async def _probe(base: str, path: str, auth: str, gap: float, stop: asyncio.Event) -> list[Any]:
-    """GET ``path`` back to back (``gap`` between) until ``stop``: (sent at, ms, status)."""
+    """GET ``path`` every ``gap`` seconds until ``stop``, open loop: each probe is sent on
+    schedule on an idle keep-alive connection (a new one if none is idle), whether or not the
+    earlier ones were answered (a back-to-back prober would send one probe during a stall and
+    hide it in its percentiles). Returns (sent at, ms, status) per probe."""
     host, port = split_url(base)
-    client = RawClient(host, port)
-    await client.connect()
-    out = []
-    try:
-        while not stop.is_set():
-            sent = time.time()
-            r = await _read(client, path, auth, 0, 120)
-            out.append((sent, r.latency_ms, r.status))
-            if r.status == -1:
-                await client.close()
-                client = RawClient(host, port)
-            await asyncio.sleep(gap)
-    finally:
+    tasks: list[asyncio.Task[tuple[float, float, int]]] = []
+    idle: list[RawClient] = []
+    for _ in range(16):  # keep-alive connections opened beforehand; more only during a stall
+        client = RawClient(host, port)
+        await client.connect()
+        idle.append(client)
+
+    async def one() -> tuple[float, float, int]:
+        sent = time.time()
+        client = idle.pop() if idle else RawClient(host, port)
+        r = await _read(client, path, auth, 0, 120)
+        if r.status == -1:
+            await client.close()
+        else:
+            idle.append(client)
+        return sent, r.latency_ms, r.status
+
+    started = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        tasks.append(asyncio.create_task(one()))
+        i += 1
+        await asyncio.sleep(max(0.0, started + i * gap - time.monotonic()))
+    results = list(await asyncio.gather(*tasks))
+    for client in idle:
         await client.close()
-    return out
+    return results
 
 
 async def _slow_refreshes(
