@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 
+    # Outbound policy (issue 10, see freshtoken.outbound). Development always allows private
+    # addresses (the mock provider listens on 127.0.0.1); production needs one of these.
+    outbound_allow_private: bool = False
+    outbound_allow_hosts: str = ""  # comma-separated host names or IP addresses
+    provider_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     @field_validator("redis_url", mode="before")
     @classmethod
     def _empty_redis_is_unset(cls, value: object) -> object:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,17 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
+from freshtoken.outbound import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    PERMISSIVE,
+    OutboundDenied,
+    OutboundPolicy,
+    ResponseTooLarge,
+    read_capped,
+    sanitize_provider_text,
+    url_host_values,
+)
+from freshtoken.providers.catalog import ProviderSpec, UrlHostError, UrlTemplateError, render_url
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -58,6 +69,10 @@ class GrantRequest:
     connection_config: Mapping[str, Any]
     client_id: str | None
     client_secret: str | None
+    # Where the request may go and how much of the answer is read (freshtoken.outbound).
+    outbound: OutboundPolicy = PERMISSIVE
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    deadline_seconds: float | None = None  # overall time for reading the answer
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -77,23 +92,33 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (parsed - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def _error_code(body: Any) -> str | None:
+def _error_code(body: Any, secrets: tuple[str | None, ...] = ()) -> str | None:
+    # The provider chooses this text and it reaches logs, the API and the database: cleaned
+    # (control characters, ANSI, length, echoed secrets) before anything else sees it.
     if not isinstance(body, dict):
         return None
     for key in ("error", "status", "error_code", "code"):
         value = body.get(key)
-        if isinstance(value, str) and value:
-            return value
         if isinstance(value, dict):  # {"error": {"code": ...}} shapes
-            inner = value.get("code") or value.get("type")
-            if isinstance(inner, str) and inner:
-                return inner
+            value = value.get("code") or value.get("type")
+        if isinstance(value, str) and value:
+            return sanitize_provider_text(value, secrets=secrets) or "invalid_error_code"
     return None
 
 
-def classify(spec: ProviderSpec, status: int, body: Any, headers: Mapping[str, str]) -> GrantError:
-    """Classify a failed token-endpoint answer (called only for answers that are not a token)."""
-    code = _error_code(body)
+def classify(
+    spec: ProviderSpec,
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    secrets: tuple[str | None, ...] = (),
+) -> GrantError:
+    """Classify a failed token-endpoint answer (called only for answers that are not a token).
+
+    ``secrets`` are the values the request carried; a provider echoing one back in its error
+    code gets it redacted.
+    """
+    code = _error_code(body, secrets)
     permanent_codes = PERMANENT_ERROR_CODES | spec.permanent_error_codes
     if code is not None and code in spec.transient_error_codes:
         return GrantError(TRANSIENT, code, http_status=status)
@@ -135,29 +160,49 @@ def _post(
             params.setdefault("client_id", req.client_id)
         if req.client_secret:
             params.setdefault("client_secret", req.client_secret)
+    secrets = (req.client_secret, params.get("refresh_token"), params.get("client_secret"))
+    started = time.monotonic()
     try:
-        if spec.body_format == "json":
-            response = http.post(url, json=params, headers=headers)
-        else:
-            response = http.post(url, data=params, headers=headers)
+        request = (
+            http.build_request("POST", url, json=params, headers=headers)
+            if spec.body_format == "json"
+            else http.build_request("POST", url, data=params, headers=headers)
+        )
+        # Never follow a redirect, whatever the injected client says: the policy checked this
+        # URL, not wherever a provider would bounce the client secret to.
+        response = http.send(request, stream=True, follow_redirects=False)
+        try:
+            content = read_capped(
+                response,
+                req.max_response_bytes,
+                None if req.deadline_seconds is None else started + req.deadline_seconds,
+            )
+        finally:
+            response.close()
+    except ResponseTooLarge:
+        raise GrantError(
+            TRANSIENT, "response_too_large", http_status=response.status_code
+        ) from None
     except httpx.TimeoutException:
         raise GrantError(TRANSIENT, "timeout") from None
     except httpx.TransportError:
         raise GrantError(TRANSIENT, "connection_error") from None
+    except httpx.InvalidURL:
+        raise GrantError(PERMANENT, "invalid_token_url") from None
     try:
-        body: Any = orjson.loads(response.content) if response.content else None
+        body: Any = orjson.loads(content) if content else None
     except orjson.JSONDecodeError:
         body = None
     if not response.is_success:
-        raise classify(spec, response.status_code, body, response.headers)
+        raise classify(spec, response.status_code, body, response.headers, secrets)
     if not isinstance(body, dict):
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     if spec.error_in_ok_false and body.get("ok") is False:
-        raise classify(spec, 400, body, response.headers)
+        raise classify(spec, 400, body, response.headers, secrets)
     if not (body.get("access_token") or body.get("token")):
         # 200 with an error body (HubSpot/Withings style) or an unusable token response.
         if _error_code(body) is not None:
-            raise classify(spec, 400, body, response.headers)
+            raise classify(spec, 400, body, response.headers, secrets)
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     return body
 
@@ -168,9 +213,17 @@ def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
     if not template:
         raise GrantError(PERMANENT, "missing_token_url")
     try:
-        return render_url(template, req.connection_config)
+        url = render_url(template, req.connection_config, host_values=url_host_values(spec))
+    except UrlHostError:
+        raise GrantError(PERMANENT, "invalid_connection_config") from None
     except UrlTemplateError:
         raise GrantError(PERMANENT, "missing_connection_config") from None
+    try:
+        return req.outbound.check(url)
+    except OutboundDenied:
+        # Recorded like any permanent failure (needs re-authorisation or a config fix): the
+        # secret never leaves, and the reason (not the URL) is what the log line carries.
+        raise GrantError(PERMANENT, "outbound_denied") from None
 
 
 def _string_params(params: Mapping[str, Any]) -> dict[str, str]:

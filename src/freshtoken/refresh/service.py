@@ -30,6 +30,7 @@ from freshtoken.clock import Clock
 from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
+from freshtoken.outbound import OutboundPolicy
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
 from freshtoken.refresh import policy
 from freshtoken.refresh.grants import (
@@ -555,6 +556,9 @@ class RefreshService:
             connection_config=conn.connection_config or {},
             client_id=client_id,
             client_secret=client_secret,
+            outbound=OutboundPolicy.from_settings(self.settings),
+            max_response_bytes=self.settings.provider_max_response_bytes,
+            deadline_seconds=self.settings.http_connect_timeout + self.settings.http_read_timeout,
         )
 
     def _store(self, session: Session) -> ConnectionStore:
