@@ -120,11 +120,20 @@ def keys_rotate(batch_size: int) -> None:
                 "connections": report.connections,
                 "integrations": report.integrations,
                 "skipped_concurrent": report.skipped_concurrent,
+                "undecryptable": report.undecryptable,
                 "remaining": pending_count(runtime),
                 "current_key_id": runtime.cipher.current_key_id,
             }
         ).decode()
     )
+    if report.undecryptable:
+        # The rest are rotated; these rows need a human (restore the old key, or re-import).
+        click.echo(
+            f"freshtoken: {len(report.undecryptable)} row(s) could not be decrypted and were "
+            f"left as they are: {', '.join(report.undecryptable)}",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 # -- refresh ----------------------------------------------------------------------------------

@@ -5,17 +5,22 @@ Procedure: deploy the new key as ``FRESHTOKEN_ENCRYPTION_KEY`` with the previous
 in batches, each its own transaction, selecting only rows not yet under the current key, so an
 interrupted run resumes where it stopped and no row is ever left unreadable. Connection rows are
 rewritten with a compare-and-set on ``version`` so a concurrent refresh is never overwritten.
+
+A row that cannot be decrypted (tampered, or under a key no process has any more) is skipped and
+reported by id at the end; the rest are rotated, and the CLI exits non-zero.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 
 from freshtoken.crypto import aad_for
+from freshtoken.errors import DecryptionError
+from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection, Integration
 
@@ -27,6 +32,11 @@ class RotationReport:
     connections: int = 0
     integrations: int = 0
     skipped_concurrent: int = 0
+    # "connection:<pk>" / "integration:<unique_key>" of rows that failed to decrypt (left as is).
+    undecryptable: list[str] = field(default_factory=list)
+
+
+log = get_logger("freshtoken.keyrotation")
 
 
 def pending_count(runtime: Runtime) -> int:
@@ -65,7 +75,11 @@ def rotate_keys(
                 after = row.id
                 assert row.credentials_enc is not None
                 aad = aad_for("connections", row.id, "credentials")
-                fresh = cipher.encrypt(cipher.decrypt(row.credentials_enc, aad), aad)
+                try:
+                    fresh = cipher.encrypt(cipher.decrypt(row.credentials_enc, aad), aad)
+                except DecryptionError as exc:
+                    _skip(report, f"connection:{row.id}", exc)
+                    continue
                 result = store.session.execute(
                     update(Connection)
                     .where(Connection.id == row.id, Connection.version == row.version)
@@ -89,10 +103,19 @@ def rotate_keys(
         for integ in integrations:
             assert integ.client_secret_enc is not None
             aad = aad_for("integrations", integ.id, "client_secret")
-            integ.client_secret_enc = cipher.encrypt(
-                cipher.decrypt(integ.client_secret_enc, aad), aad
-            )
+            try:
+                plain = cipher.decrypt(integ.client_secret_enc, aad)
+            except DecryptionError as exc:
+                _skip(report, f"integration:{integ.unique_key}", exc)
+                continue
+            integ.client_secret_enc = cipher.encrypt(plain, aad)
             report.integrations += 1
         if progress and integrations:
             progress(len(integrations))
     return report
+
+
+def _skip(report: RotationReport, row: str, exc: DecryptionError) -> None:
+    # The error names the failure (authentication, unknown key id), never the ciphertext.
+    report.undecryptable.append(row)
+    log.error("keys.rotate.undecryptable", row=row, error=str(exc))

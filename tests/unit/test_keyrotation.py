@@ -294,9 +294,55 @@ def test_cli_keys_rotate_prints_a_json_summary(
             "connections": 5,
             "integrations": 1,
             "skipped_concurrent": 0,
+            "undecryptable": [],
             "remaining": 0,
             "current_key_id": key_id(_raw(KEY_B)),
         }
     ]
     assert KEY_A not in result.output and KEY_B not in result.output
     _assert_all_under_b_only(under_a)
+
+
+def _tamper(rt: Runtime) -> int:
+    """Copy c1's ciphertext over c0's (its AAD names another row): c0 cannot be decrypted."""
+    with rt.store() as store:
+        rows = {c.connection_id: c for c in store.session.scalars(select(Connection))}
+        rows["c0"].credentials_enc = rows["c1"].credentials_enc
+        return rows["c0"].id
+
+
+def test_rotation_skips_an_undecryptable_row_and_rotates_the_rest(under_b: Runtime) -> None:
+    """One tampered row is skipped and reported by id; every other row is rotated."""
+    bad = _tamper(under_b)
+    report = rotate_keys(under_b, batch_size=2)
+    assert report.undecryptable == [f"connection:{bad}"]
+    assert (report.connections, report.integrations) == (len(CREDENTIALS) - 1, 1)
+    assert pending_count(under_b) == 1
+    conns, integs = _stored(under_b)
+    prefix = f"v1.{key_id(_raw(KEY_B))}."
+    assert [pk for pk, t in conns.items() if not t.startswith(prefix)] == [bad]
+    assert all(t.startswith(prefix) for t in integs.values())
+
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_cli_rotation_with_an_undecryptable_row_exits_non_zero(
+    under_a: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI rotates the rest, names the bad row's id and exits 1."""
+    for name in ("FRESHTOKEN_REDIS_URL", "FRESHTOKEN_PROVIDERS_FILE", "FRESHTOKEN_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    bad = _tamper(under_a)
+    env = {
+        "FRESHTOKEN_DATABASE_URL": under_a.settings.resolved_database_url,
+        "FRESHTOKEN_ENCRYPTION_KEY": KEY_B,
+        "FRESHTOKEN_ENCRYPTION_OLD_KEYS": KEY_A,
+        "FRESHTOKEN_SECRET_KEY": SECRET_KEY,
+        "FRESHTOKEN_DATA_DIR": str(tmp_path),
+        "FRESHTOKEN_LOG_LEVEL": "WARNING",
+    }
+    result = CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"connection:{bad}" in result.stderr
+    summary = json.loads(next(x for x in result.stdout.splitlines() if '"remaining"' in x))
+    assert summary["undecryptable"] == [f"connection:{bad}"]
+    assert (summary["connections"], summary["integrations"], summary["remaining"]) == (4, 1, 1)
