@@ -136,6 +136,53 @@ def keys_rotate(batch_size: int) -> None:
         raise SystemExit(1)
 
 
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--name", required=True, help="What the key is for (shown by `keys list`).")
+def keys_create(scope: str, name: str) -> None:
+    """Create a scoped API key and print it once (only its SHA-256 is stored)."""
+    from freshtoken.apikeys import create_key
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        row, key = create_key(store.session, name=name, scope=scope, now=runtime.clock.now())
+        click.echo(orjson.dumps({"id": row.id, "name": name, "scope": scope, "key": key}).decode())
+    click.echo("freshtoken: store the key now; it cannot be shown again", err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List the scoped API keys (id, name, scope, hint, created, revoked), one JSON per line."""
+    from freshtoken.apikeys import list_keys
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        for row in list_keys(store.session):
+            line = {
+                "id": row.id,
+                "name": row.name,
+                "scope": row.scope,
+                "hint": row.hint + "...",
+                "created_at": row.created_at.isoformat(),
+                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            }
+            click.echo(orjson.dumps(line).decode())
+
+
+@keys.command("revoke")
+@click.argument("key_id_or_name")
+def keys_revoke(key_id_or_name: str) -> None:
+    """Revoke a scoped API key by id or name (the API stops accepting it within 2 seconds)."""
+    from freshtoken.apikeys import revoke_key
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        revoked = [r.id for r in revoke_key(store.session, key_id_or_name, runtime.clock.now())]
+    if not revoked:
+        _fail(f"no live API key with id or name {key_id_or_name!r}")
+    click.echo(orjson.dumps({"revoked": revoked}).decode())
+
+
 # -- refresh ----------------------------------------------------------------------------------
 
 

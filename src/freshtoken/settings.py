@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     outbound_allow_private: bool = False
     outbound_allow_hosts: str = ""  # comma-separated host names or IP addresses
     provider_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # /docs and /openapi.json without a key; unset = on in development, off in production.
+    public_docs: bool | None = None
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -100,6 +102,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'freshtoken.db').as_posix()}"
+
+    @property
+    def docs_public(self) -> bool:
+        """Whether /docs and /openapi.json are served (to anyone: the docs page has no key)."""
+        if self.public_docs is not None:
+            return self.public_docs
+        return self.env == "development"
 
     @property
     def embedded(self) -> bool:

@@ -24,6 +24,7 @@ from freshtoken.api.errors import (
 )
 from freshtoken.api.routes import connections, health, integrations, metadata, providers, refresh
 from freshtoken.api.serialize import JSONBytesResponse
+from freshtoken.apikeys import KeyRing
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 
@@ -215,9 +216,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             "except /health needs `Authorization: Bearer <secret key>`."
         ),
         default_response_class=JSONBytesResponse,
+        # FRESHTOKEN_PUBLIC_DOCS (on in development, off in production): off, they are not
+        # served at all (the docs page cannot send a key), and a caller without a key gets 401.
+        docs_url="/docs" if runtime.settings.docs_public else None,
+        openapi_url="/openapi.json" if runtime.settings.docs_public else None,
+        redoc_url="/redoc" if runtime.settings.docs_public else None,
     )
     app.state.runtime = runtime
     app.state.secret_key_digest = key_digest(runtime.settings.secret_key_value())
+    app.state.key_ring = KeyRing(runtime.settings.secret_key_value(), runtime.session_factory)
     install_error_handlers(app)
     # Order matters: connection metadata routes before /connections/{connectionId:path}.
     routers = (

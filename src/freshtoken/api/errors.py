@@ -179,6 +179,15 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (404, 405):
+        # An unknown route or method tells an unauthenticated caller nothing: 401 first, so the
+        # API's shape cannot be mapped without a key.
+        from freshtoken.api.deps import authenticate  # deps imports this module
+
+        try:
+            await authenticate(request)
+        except ApiError as denied:
+            return await _api_error(request, denied)
     code, message = _HTTP_CODES.get(
         exc.status_code, (f"http_{exc.status_code}", "The request failed.")
     )
