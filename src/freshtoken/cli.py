@@ -69,6 +69,24 @@ def db_upgrade(revision: str) -> None:
     runtime = runtime_from_env()
     migrate.upgrade(runtime.engine, revision)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        # Data migration through the rotation machinery: older ciphertexts (v1, or under an old
+        # key) are rewritten bound to their row's binding (v2). Resumable and idempotent.
+        from freshtoken.keyrotation import rotate_keys
+
+        report = rotate_keys(runtime)
+        if report.connections or report.integrations:
+            click.echo(
+                f"re-encrypted {report.connections} connection(s) and "
+                f"{report.integrations} integration secret(s)"
+            )
+        if report.undecryptable:
+            click.echo(
+                "freshtoken: could not decrypt (left as they are): "
+                + ", ".join(report.undecryptable),
+                err=True,
+            )
+            raise SystemExit(1)
 
 
 @db.command("check")

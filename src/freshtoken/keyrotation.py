@@ -5,6 +5,8 @@ Procedure: deploy the new key as ``FRESHTOKEN_ENCRYPTION_KEY`` with the previous
 in batches, each its own transaction, selecting only rows not yet under the current key, so an
 interrupted run resumes where it stopped and no row is ever left unreadable. Connection rows are
 rewritten with a compare-and-set on ``version`` so a concurrent refresh is never overwritten.
+Values in the older ``v1`` format (associated data without the row's binding) count as "not
+under the current key", so the same run is the migration to ``v2`` (see :mod:`freshtoken.crypto`).
 
 A row that cannot be decrypted (tampered, or under a key no process has any more) is skipped and
 reported by id at the end; the rest are rotated, and the CLI exits non-zero.
@@ -18,7 +20,6 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 
-from freshtoken.crypto import aad_for
 from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
@@ -41,7 +42,7 @@ log = get_logger("freshtoken.keyrotation")
 
 def pending_count(runtime: Runtime) -> int:
     """How many stored secrets are not under the current key."""
-    prefix = f"v1.{runtime.cipher.current_key_id}.%"
+    prefix = f"{runtime.cipher.current_prefix}%"
     with runtime.store() as store:
         conns = store.session.scalar(
             select(func.count())
@@ -64,7 +65,7 @@ def rotate_keys(
     """Re-encrypt all connection credentials and integration secrets under the current key."""
     report = RotationReport()
     cipher = runtime.cipher
-    prefix = f"v1.{cipher.current_key_id}.%"
+    prefix = f"{cipher.current_prefix}%"
     after = 0
     while True:
         with runtime.store() as store:
@@ -74,9 +75,10 @@ def rotate_keys(
             for row in rows:
                 after = row.id
                 assert row.credentials_enc is not None
-                aad = aad_for("connections", row.id, "credentials")
                 try:
-                    fresh = cipher.encrypt(cipher.decrypt(row.credentials_enc, aad), aad)
+                    # Read with whatever associated data the value was written with (v1 or v2),
+                    # written back bound (v2): this is also the v1 -> v2 migration.
+                    fresh = store.encrypt_credentials(row.id, store.credentials(row), row)
                 except DecryptionError as exc:
                     _skip(report, f"connection:{row.id}", exc)
                     continue
@@ -102,13 +104,12 @@ def rotate_keys(
         ).all()
         for integ in integrations:
             assert integ.client_secret_enc is not None
-            aad = aad_for("integrations", integ.id, "client_secret")
             try:
-                plain = cipher.decrypt(integ.client_secret_enc, aad)
+                plain = store.client_secret(integ)
             except DecryptionError as exc:
                 _skip(report, f"integration:{integ.unique_key}", exc)
                 continue
-            integ.client_secret_enc = cipher.encrypt(plain, aad)
+            store.set_client_secret(integ, plain)
             report.integrations += 1
         if progress and integrations:
             progress(len(integrations))

@@ -18,7 +18,7 @@ from tests.support import SECRET_KEY, make_runtime, make_settings
 
 from freshtoken import logs
 from freshtoken.cli import main
-from freshtoken.crypto import Cipher, aad_for, key_id
+from freshtoken.crypto import Cipher, key_id
 from freshtoken.errors import DecryptionError
 from freshtoken.keyrotation import pending_count, rotate_keys
 from freshtoken.runtime import Runtime
@@ -113,28 +113,31 @@ def _assert_all_under_b_only(rt: Runtime) -> None:
     only_b = Cipher(_raw(KEY_B))
     only_a = Cipher(_raw(KEY_A))
     assert len(conns) == len(CREDENTIALS) and len(integs) == 1
-    for pk, token in conns.items():
-        assert token.startswith(f"v1.{key_id(_raw(KEY_B))}.")
-        aad = aad_for("connections", pk, "credentials")
-        assert only_b.decrypt_json(token, aad) in CREDENTIALS
-        with pytest.raises(DecryptionError):
-            only_a.decrypt(token, aad)
-    decrypted = sorted(
-        only_b.decrypt_json(t, aad_for("connections", pk, "credentials"))["type"]
-        for pk, t in conns.items()
-    )
-    assert decrypted == sorted(c["type"] for c in CREDENTIALS)
-    for pk, token in integs.items():
-        assert token.startswith(f"v1.{key_id(_raw(KEY_B))}.")
-        secret = only_b.decrypt(token, aad_for("integrations", pk, "client_secret"))
-        assert secret.decode() == CLIENT_SECRET
+    with rt.store() as store:
+        rows = {c.id: c for c in store.session.scalars(select(Connection))}
+        integ_rows = {i.id: i for i in store.session.scalars(select(Integration))}
+        b_store = ConnectionStore(store.session, only_b, rt.clock)
+        a_store = ConnectionStore(store.session, only_a, rt.clock)
+        decrypted = []
+        for pk, token in conns.items():
+            # v2: bound to the row's binding, under key B only.
+            assert token.startswith(f"v2.{key_id(_raw(KEY_B))}.")
+            creds = b_store.credentials(rows[pk])
+            assert creds in CREDENTIALS
+            decrypted.append(creds["type"])
+            with pytest.raises(DecryptionError):
+                a_store.credentials(rows[pk])
+        assert sorted(decrypted) == sorted(c["type"] for c in CREDENTIALS)
+        for pk, token in integs.items():
+            assert token.startswith(f"v2.{key_id(_raw(KEY_B))}.")
+            assert b_store.client_secret(integ_rows[pk]) == CLIENT_SECRET
 
 
 def test_everything_starts_under_key_a(under_a: Runtime, under_b: Runtime) -> None:
     """Before rotation all ciphertexts carry key A's id and the new runtime still reads them."""
     conns, integs = _stored(under_a)
     for token in [*conns.values(), *integs.values()]:
-        assert token.startswith(f"v1.{key_id(_raw(KEY_A))}.")
+        assert token.startswith(f"v2.{key_id(_raw(KEY_A))}.")
     assert pending_count(under_a) == 0
     assert pending_count(under_b) == len(CREDENTIALS) + 1
     with under_b.store() as store:
@@ -319,7 +322,7 @@ def test_rotation_skips_an_undecryptable_row_and_rotates_the_rest(under_b: Runti
     assert (report.connections, report.integrations) == (len(CREDENTIALS) - 1, 1)
     assert pending_count(under_b) == 1
     conns, integs = _stored(under_b)
-    prefix = f"v1.{key_id(_raw(KEY_B))}."
+    prefix = f"v2.{key_id(_raw(KEY_B))}."
     assert [pk for pk, t in conns.items() if not t.startswith(prefix)] == [bad]
     assert all(t.startswith(prefix) for t in integs.values())
 

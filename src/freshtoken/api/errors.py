@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from freshtoken.api.schemas import ErrorEnvelope
 from freshtoken.api.serialize import JSONBytesResponse
+from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 
 log = get_logger("freshtoken.api")
@@ -223,6 +224,17 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _integrity_error_response(request: Request, exc: Exception) -> Response:
+    # The store already logged credentials.integrity_failed with the row; this names the route.
+    log.error("api.integrity_failed", path=_route_of(request), error=type(exc).__name__)
+    return error_response(
+        500,
+        "integrity_check_failed",
+        "The stored credentials failed their integrity check (the row was changed outside "
+        "freshtoken, or its key is not configured); they are neither served nor refreshed.",
+    )
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     """Catch-all: log with traceback (redacted by the log pipeline), answer a generic 500."""
     log.exception("api.error", path=_route_of(request), error=type(exc).__name__)
@@ -247,6 +259,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DecryptionError, _integrity_error_response)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(Exception, server_error_handler)
