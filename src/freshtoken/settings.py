@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     outbound_allow_private: bool = False
     outbound_allow_hosts: str = ""  # comma-separated host names or IP addresses
     provider_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Without Redis, locks are OS file locks on this machine: declare that no other host runs
+    # freshtoken against the same server database (production refuses otherwise).
+    single_host: bool = False
     # /docs and /openapi.json without a key; unset = on in development, off in production.
     public_docs: bool | None = None
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
-from freshtoken.api.errors import ApiError, invalid_query
+from freshtoken.api.errors import ApiError, error_responses, invalid_query
 from freshtoken.apikeys import KeyRing, allows, required_scope
 from freshtoken.runtime import Runtime
 
@@ -168,6 +168,8 @@ class AuthedRoute(PublicRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         extra = dict(kwargs.pop("openapi_extra", None) or {})
         extra.setdefault("security", [{BEARER_SCHEME: []}])
+        # Any authed route can answer 403 to a key whose scope is too small.
+        kwargs["responses"] = {**error_responses(403), **(kwargs.get("responses") or {})}
         super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
 
 

@@ -269,10 +269,12 @@ def _describe(status: int) -> str:
     return {
         400: "Invalid request (see error.code and error.errors)",
         401: "Missing, malformed or unknown secret key",
+        403: "The API key's scope does not allow this request",
         404: "Not found",
         409: "Conflict with a concurrent change",
         413: "Request body larger than 1 MiB",
         424: "Credentials cannot be served (refresh exhausted or backing off)",
+        429: "The provider's refresh rate limit is reached; retry shortly",
         500: "Unexpected error",
         503: "Database unavailable",
     }.get(status, "Error")
