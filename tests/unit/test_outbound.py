@@ -434,3 +434,24 @@ def test_ops_report_never_prints_escapes_from_old_log_lines() -> None:
     assert "boom" in text
     assert "\x1b" not in text and "\r" not in text
     assert len(text) < 20_000
+
+
+def test_webhook_urls_go_through_the_same_policy(tmp_path: Path) -> None:
+    """Webhook delivery refuses what token requests refuse: private addresses in production
+    (unless allowed), userinfo and control characters everywhere."""
+    from freshtoken.webhooks.delivery import OutboundRefusedError, check_outbound
+
+    production = make_settings(tmp_path, env="production", secret_key=STRONG_KEY)
+    with pytest.raises(OutboundRefusedError):
+        check_outbound("http://127.0.0.1:9/hook", production)
+    with pytest.raises(OutboundRefusedError):
+        check_outbound("http://169.254.169.254/latest/meta-data", production)
+    allowed = make_settings(
+        tmp_path, env="production", secret_key=STRONG_KEY, outbound_allow_hosts="127.0.0.1"
+    )
+    check_outbound("http://127.0.0.1:9/hook", allowed)
+    development = make_settings(tmp_path)
+    check_outbound("http://127.0.0.1:9/hook", development)
+    for bad in ("http://user:pw@hooks.example.com/x", "http://hooks.example.com/x\r\nX: 1"):
+        with pytest.raises(OutboundRefusedError):
+            check_outbound(bad, development)
