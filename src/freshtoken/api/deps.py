@@ -83,7 +83,9 @@ async def authenticate(request: Request) -> str:
 async def authorize(request: Request, path_format: str) -> None:
     """Authenticate, then 403 ``forbidden`` if the key's scope is below what the route needs."""
     granted = await authenticate(request)
-    needed = required_scope(request.method, path_format, dict(request.query_params))
+    # Every value of a repeated parameter counts (include=x&include=credentials).
+    query = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
+    needed = required_scope(request.method, path_format, query)
     if not allows(granted, needed):
         raise ApiError(403, "forbidden", SCOPE_MESSAGE)
 

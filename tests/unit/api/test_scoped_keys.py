@@ -85,6 +85,8 @@ def test_write_key_writes_connections_but_never_reads_client_secrets(
         assert _status(client, "POST", "/connections", json=NEW_CONNECTION) == 201
         assert _status(client, "GET", "/integrations") == 200
         assert _status(client, "GET", "/integrations/k?include=credentials") == 403
+        repeated = "/integrations/k?include=credentials&include=webhook"
+        assert _status(client, "GET", repeated) == 403
         assert _status(client, "DELETE", "/integrations/k") == 403
 
 
