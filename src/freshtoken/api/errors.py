@@ -180,9 +180,10 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code in (404, 405):
+    route = request.scope.get("route")
+    if exc.status_code == 404 or (exc.status_code == 405 and getattr(route, "requires_auth", True)):
         # An unknown route or method tells an unauthenticated caller nothing: 401 first, so the
-        # API's shape cannot be mapped without a key.
+        # API's shape cannot be mapped without a key. (A public route, /health, keeps its 405.)
         from freshtoken.api.deps import authenticate  # deps imports this module
 
         try:

@@ -213,7 +213,6 @@ def production_app(tmp_path: Path) -> Iterator[FastAPI]:
         ("PUT", "/connections"),
         ("PUT", "/integrations/k"),
         ("GET", "/no-such-route"),
-        ("POST", "/health"),
     ],
 )
 def test_production_answers_401_to_unauthenticated_docs_unknown_routes_and_methods(
@@ -225,6 +224,12 @@ def test_production_answers_401_to_unauthenticated_docs_unknown_routes_and_metho
         response = client.request(method, url)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_auth_header"
+
+
+def test_public_route_keeps_405_for_other_methods(production_app: FastAPI) -> None:
+    """/health is public: another method on it is 405 with or without a key."""
+    with TestClient(production_app) as client:
+        assert client.post("/health").status_code == 405
 
 
 def test_with_a_key_unknown_routes_and_methods_keep_404_and_405(production_app: FastAPI) -> None:
