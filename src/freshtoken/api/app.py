@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from freshtoken import __version__
 from freshtoken.api.deps import BEARER_SCHEME, key_digest
+from freshtoken.api.docs import install_docs
 from freshtoken.api.errors import (
     SERVER_ERROR_MESSAGE,
     envelope,
@@ -216,12 +217,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             "except /health needs `Authorization: Bearer <secret key>`."
         ),
         default_response_class=JSONBytesResponse,
-        # FRESHTOKEN_PUBLIC_DOCS (on in development, off in production): off, they are not
-        # served at all (the docs page cannot send a key), and a caller without a key gets 401.
-        docs_url="/docs" if runtime.settings.docs_public else None,
+        # FastAPI's pages load their assets from a CDN: install_docs serves them from the package.
+        # FRESHTOKEN_PUBLIC_DOCS (on in development, off in production): off, none of the docs
+        # (pages, assets, /openapi.json) is served, and a caller without a key gets 401.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if runtime.settings.docs_public else None,
-        redoc_url="/redoc" if runtime.settings.docs_public else None,
     )
+    if runtime.settings.docs_public:
+        install_docs(app)
     app.state.runtime = runtime
     app.state.secret_key_digest = key_digest(runtime.settings.secret_key_value())
     app.state.key_ring = KeyRing(runtime.settings.secret_key_value(), runtime.session_factory)
