@@ -56,7 +56,13 @@ def pending_count(runtime: Runtime) -> int:
             .where(Integration.client_secret_enc.is_not(None))
             .where(~Integration.client_secret_enc.like(prefix))
         )
-    return int(conns or 0) + int(integs or 0)
+        customs = store.session.scalar(
+            select(func.count())
+            .select_from(Integration)
+            .where(Integration.custom_enc.is_not(None))
+            .where(~Integration.custom_enc.like(prefix))
+        )
+    return int(conns or 0) + int(integs or 0) + int(customs or 0)
 
 
 def rotate_keys(
@@ -113,6 +119,19 @@ def rotate_keys(
             report.integrations += 1
         if progress and integrations:
             progress(len(integrations))
+        # GitHub App private keys (APP/CUSTOM integrations) live in their own column.
+        for integ in store.session.scalars(
+            select(Integration)
+            .where(Integration.custom_enc.is_not(None))
+            .where(~Integration.custom_enc.like(prefix))
+        ).all():
+            assert integ.custom_enc is not None
+            try:
+                custom = store.custom(integ)
+            except DecryptionError as exc:
+                _skip(report, f"integration:{integ.unique_key}:custom", exc)
+                continue
+            store.set_custom(integ, custom)
     return report
 
 

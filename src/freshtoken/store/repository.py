@@ -179,6 +179,7 @@ class ConnectionStore:
         row-locked, so a concurrent refresh's write cannot slip in between with the old binding.
         """
         secret = self.client_secret(integration)
+        custom = self.custom(integration)
         conns = list(
             self.session.scalars(
                 select(Connection)
@@ -193,6 +194,39 @@ class ConnectionStore:
                 conn.credentials_enc = self.encrypt_credentials(conn.id, creds, conn)
         integration.unique_key = new_key
         self.set_client_secret(integration, secret)
+        if custom is not None:
+            self.set_custom(integration, custom)
+
+    def set_custom(self, integration: Integration, custom: dict[str, Any] | None) -> None:
+        """Encrypt and store (or clear) an integration's GitHub App fields (Nango's ``custom``)."""
+        integration.custom_enc = (
+            None
+            if custom is None
+            else self.cipher.encrypt_json(
+                custom,
+                bound_aad(
+                    "integrations", integration.id, "custom", _integration_binding(integration)
+                ),
+                version=BOUND_VERSION,
+            )
+        )
+        integration.updated_at = self.clock.now()
+
+    def custom(self, integration: Integration) -> dict[str, Any] | None:
+        """Decrypt an integration's GitHub App fields, if any."""
+        token = integration.custom_enc
+        if token is None:
+            return None
+        if version_of(token) == BOUND_VERSION:
+            binding = _integration_binding(integration)
+            aad = bound_aad("integrations", integration.id, "custom", binding)
+        else:
+            aad = aad_for("integrations", integration.id, "custom")
+        try:
+            value: dict[str, Any] = self.cipher.decrypt_json(token, aad)
+        except DecryptionError as exc:
+            raise _integrity_failure("integrations", integration.id, exc) from None
+        return value
 
     def delete_integration(self, integration: Integration) -> None:
         """Delete an integration and soft-delete its connections (credentials wiped)."""
