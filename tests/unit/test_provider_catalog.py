@@ -700,4 +700,9 @@ def test_whole_url_fallback_takes_the_first_alternative_that_resolves(
         "https://${connectionConfig.hostname}/services/oauth2/token"
         " || https://login.salesforce.com/services/oauth2/token"
     )
-    assert render_url(template, config) == expected
+    # A whole-host placeholder needs the entry's url_host_values (issue 10): a *.suffix here.
+    allowed = {"hostname": ["*.salesforce.com"]}
+    assert render_url(template, config, host_values=allowed) == expected
+    if config.get("hostname"):
+        with pytest.raises(UrlTemplateError):
+            render_url(template, {"hostname": "acme.attacker.example"}, host_values=allowed)

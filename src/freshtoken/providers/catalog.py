@@ -533,7 +533,11 @@ def _render_one(
                     return value
                 if host_start <= match.start() < host_end:
                     allowed = (host_values or {}).get(key)
-                    ok = value in allowed if allowed is not None else _is_dns_label(value)
+                    ok = (
+                        _host_value_allowed(value, allowed)
+                        if allowed is not None
+                        else _is_dns_label(value)
+                    )
                     if not ok:
                         bad_host.append(key)
                         return match.group(0)
@@ -576,6 +580,18 @@ def _host_span(template: str) -> tuple[int, int]:
 
 def _is_dns_label(value: str) -> bool:
     return bool(_DNS_LABEL.match(value))
+
+
+def _host_value_allowed(value: str, allowed: Iterable[str]) -> bool:
+    """``value`` is listed, or matches a ``*.suffix`` entry (DNS labels ending in ``.suffix``)."""
+    for entry in allowed:
+        if value == entry:
+            return True
+        if entry.startswith("*.") and value.lower().endswith(entry[1:].lower()):
+            head = value[: -len(entry) + 1]
+            if head and all(_is_dns_label(label) for label in head.split(".")):
+                return True
+    return False
 
 
 def _strip_template_prefix(key: str) -> str:
