@@ -455,3 +455,32 @@ def test_webhook_urls_go_through_the_same_policy(tmp_path: Path) -> None:
     for bad in ("http://user:pw@hooks.example.com/x", "http://hooks.example.com/x\r\nX: 1"):
         with pytest.raises(OutboundRefusedError):
             check_outbound(bad, development)
+
+
+def test_send_is_the_choke_point_for_every_grant(hostile: HostileProvider) -> None:
+    """Auth-mode grants build their own TokenRequest: grants.send still applies the policy
+    (nothing sent to a refused URL) and redacts echoed secrets from the error code."""
+    from freshtoken.refresh.grants import TokenRequest, send
+
+    spec = catalog.get("oauth2")
+    assert spec is not None
+    refused = TokenRequest(
+        url=hostile.url,
+        headers={},
+        params={"refresh_token": REFRESH_TOKEN},
+        outbound=OutboundPolicy(allow_private=False),
+    )
+    with httpx.Client() as http, pytest.raises(GrantError) as denied:
+        send(http, spec, refused)
+    assert denied.value.error_code == "outbound_denied"
+    assert hostile.received == []
+    hostile.behave(kind="echo", error="invalid_grant")
+    echoed = TokenRequest(
+        url=hostile.url,
+        headers={},
+        params={"refresh_token": REFRESH_TOKEN, "client_secret": CLIENT_SECRET},
+    )
+    with httpx.Client() as http, pytest.raises(GrantError) as failed:
+        send(http, spec, echoed)
+    assert REFRESH_TOKEN not in failed.value.error_code
+    assert CLIENT_SECRET not in failed.value.error_code
