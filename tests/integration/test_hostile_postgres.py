@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from freshtoken.api.app import create_app
@@ -14,13 +12,6 @@ from freshtoken.clock import FakeClock
 from freshtoken.store.credentials import iso
 from tests.hostile import HostileProvider
 from tests.support import SECRET_KEY, make_runtime, make_settings, pg_schema_url
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileProvider]:
-    """The hostile provider: a real HTTP server on 127.0.0.1."""
-    with HostileProvider() as provider:
-        yield provider
 
 
 def test_nul_in_provider_error_is_recorded_and_cools_down(

@@ -34,13 +34,6 @@ REFRESH_TOKEN = "rt-bound-Secret-8812"
 
 
 @pytest.fixture
-def hostile() -> Iterator[HostileProvider]:
-    """The attacker's server (a real HTTP server on 127.0.0.1)."""
-    with HostileProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
 def rt(tmp_path: Path) -> Iterator[Runtime]:
     """A runtime with the refresh engine, an integration "hp" and an expired connection "c1"
     whose token_url is the legitimate (here: also local) provider."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ CLIENT_SECRET = "cs-hostile-Secret-9917zk"
 STRONG_KEY = "ft_sk_" + "Q7hR2mXk9pL4vN8tB3wZ6yC1dF5gJ0sA"
 
 catalog = load_catalog()
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileProvider]:
-    """The hostile provider: a real HTTP server on 127.0.0.1."""
-    with HostileProvider() as provider:
-        yield provider
 
 
 def _runtime(tmp_path: Path, **overrides: Any) -> Runtime:
