@@ -1,7 +1,7 @@
 """Index GET /connections' order: live rows by (created_at, id), so a page is an index scan.
 
 Revision ID: 0009_listindex
-Revises: 0002
+Revises: 0004_webhooks (main already has 0004_webhooks on 0002; two heads would break upgrade)
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_listindex"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
