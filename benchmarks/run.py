@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Context, log
 from benchmarks.freshness import FreshnessSizes, bench_freshness
+from benchmarks.list_connections import FULL_SIZES, QUICK_SIZES, bench_list_connections
 from benchmarks.loadgen import ensure_wrk
 from benchmarks.machine import describe, load_average
 from benchmarks.read_path import ReadPathSizes, bench_read_path
@@ -31,7 +32,7 @@ from benchmarks.report import render
 from benchmarks.scan import ScanSizes, bench_scan
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("read_path", "scan", "refresh", "freshness")
+SECTIONS = ("read_path", "scan", "refresh", "freshness", "list_connections")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ def run_sections(
         "scan": lambda: bench_scan(ctx, preset.scan),
         "refresh": lambda: [bench_refresh_throughput(ctx, s) for s in preset.refresh],
         "freshness": lambda: bench_freshness(ctx, preset.freshness),
+        "list_connections": lambda: bench_list_connections(
+            ctx, QUICK_SIZES if preset.name == "quick" else FULL_SIZES
+        ),
     }
     results: dict[str, Any] = {}
     for name in sections:
