@@ -1,7 +1,7 @@
 """Index GET /connections' order: live rows by (created_at, id), so a page is an index scan.
 
 Revision ID: 0009_listindex
-Revises: 0004_webhooks (main already has 0004_webhooks on 0002; two heads would break upgrade)
+Revises: 0006_authmodes (main's head at the time; the lead re-chains)
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_listindex"
-down_revision: str | None = "0004_webhooks"
+down_revision: str | None = "0006_authmodes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
