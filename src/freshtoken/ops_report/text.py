@@ -46,11 +46,26 @@ def _quantiles(sketch: QuantileSketch) -> list[str]:
 
 
 def summary_lines(stats: LogStats, top: int) -> list[str]:
-    """The terminal report, line by line."""
-    out: list[str] = []
+    """The terminal report, line by line: its sections in the order they print."""
     span = stats.span_seconds()
     minutes = span / 60 if span else None
     rate_minutes = minutes if minutes and minutes >= 1 else None  # no per-minute rate below 1 min
+    return [
+        *_header_section(stats),
+        *_refresh_section(stats, top, rate_minutes),
+        *_scan_section(stats),
+        *_api_section(stats, top, rate_minutes),
+        *_webhook_section(stats, top),
+        *_failing_section(stats, top),
+        *_other_events_section(stats, top),
+    ]
+
+
+def _header_section(stats: LogStats) -> list[str]:
+    """Title, line counts, time span, and why nothing was read when that is the case."""
+    out: list[str] = []
+    span = stats.span_seconds()
+    minutes = span / 60 if span else None
     out.append("freshtoken log report")
     out.append(
         f"  lines {stats.lines:,}: events {stats.events.total():,}, malformed {stats.malformed:,}, "
@@ -72,8 +87,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
             "  no freshtoken JSON line found: this report reads the JSON log format "
             "(FRESHTOKEN_LOG_FORMAT=json, one JSON object per line)"
         )
+    return out
 
-    # token.refresh
+
+def _refresh_section(stats: LogStats, top: int, rate_minutes: float | None) -> list[str]:
+    """``token.refresh``: attempts by provider and outcome, margin, on-read, locks, error codes."""
+    out: list[str] = []
     out.append("")
     failed = stats.outcomes.get("failed")
     rate = f", {stats.refreshes / rate_minutes:,.2f}/min" if rate_minutes else ""
@@ -168,8 +187,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
                 ["error code (class)", "failures"],
                 [[k, f"{v:,}"] for k, v in stats.error_codes.most_common(top)],
             )
+    return out
 
-    # refresh.scan
+
+def _scan_section(stats: LogStats) -> list[str]:
+    """``refresh.scan``: due, claimed, enqueued, overdue, scan duration and gaps."""
+    out: list[str] = []
     out.append("")
     out.append(f"Scan health: {stats.scans:,} scans")
     if stats.scans:
@@ -199,8 +222,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
             f"  longest gap between scans {gap} s; last scan {_fmt(tail)} s before the last line"
             "  (alert: no scan for 300 s)"
         )
+    return out
 
-    # api.request
+
+def _api_section(stats: LogStats, top: int, rate_minutes: float | None) -> list[str]:
+    """``api.request``: rate, statuses, latency, and the busiest routes."""
+    out: list[str] = []
     out.append("")
     api_rate = f", {stats.requests / rate_minutes:,.2f}/min" if rate_minutes else ""
     out.append(
@@ -230,8 +257,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
         out += _table(
             ["route", "requests", ">=400", ">=500", "p50 ms", "p95 ms", "p99 ms"], route_rows
         )
+    return out
 
-    # webhook.delivery
+
+def _webhook_section(stats: LogStats, top: int) -> list[str]:
+    """``webhook.delivery``: attempts by outcome and the deliveries given up (only if any)."""
+    out: list[str] = []
     if stats.webhook_attempts:
         out.append("")
         out.append(
@@ -243,8 +274,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
                 "  given up (operation -> receiver): "
                 + ", ".join(f"{k} {v:,}" for k, v in stats.webhook_failed.most_common(top))
             )
+    return out
 
-    # failing connections
+
+def _failing_section(stats: LogStats, top: int) -> list[str]:
+    """Connections whose latest refresh attempt failed."""
+    out: list[str] = []
     out.append("")
     failing = stats.failing_connections()
     permanent = sum(1 for f in failing if f.error_class == "permanent")
@@ -281,6 +316,12 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
                 for f in failing[:top]
             ],
         )
+    return out
+
+
+def _other_events_section(stats: LogStats, top: int) -> list[str]:
+    """Events this report has no view for, most frequent first."""
+    out: list[str] = []
     notable = [(k, v) for k, v in stats.events.most_common() if k not in stats._handlers][:top]
     if notable:
         out.append("")
