@@ -18,7 +18,8 @@ from typing import IO, Any, Generic, TypeVar
 import click
 import orjson
 
-from freshtoken.refresh.service import OUTCOMES
+from freshtoken import events
+from freshtoken.events import OUTCOMES
 
 RELATIVE_ACCURACY = 0.01
 MAX_KEYS = 200
@@ -359,10 +360,10 @@ class LogStats:
         self.webhook_outcomes = BoundedCounter(32)
         self.webhook_failed = BoundedCounter()
         self._handlers: dict[str, Callable[[dict[str, Any], list[float] | None], bool]] = {
-            "token.refresh": self._token_refresh,
-            "refresh.scan": self._refresh_scan,
-            "api.request": self._api_request,
-            "webhook.delivery": self._webhook_delivery,
+            events.TOKEN_REFRESH: self._token_refresh,
+            events.REFRESH_SCAN: self._refresh_scan,
+            events.API_REQUEST: self._api_request,
+            events.WEBHOOK_DELIVERY: self._webhook_delivery,
         }
 
     # -- input ---------------------------------------------------------------------------------

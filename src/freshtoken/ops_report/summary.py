@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from freshtoken.events import OUTCOMES
 from freshtoken.ops_report.parse import (
     MARGIN_LABELS,
     SERIES_COLUMNS,
     LogStats,
 )
-from freshtoken.refresh.service import OUTCOMES
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from freshtoken.events import OUTCOMES, TRIGGERS
 from freshtoken.ops_report.parse import (
     MARGIN_LABELS,
     RELATIVE_ACCURACY,
@@ -12,7 +13,6 @@ from freshtoken.ops_report.parse import (
     _parse_ts,
 )
 from freshtoken.ops_report.summary import _fmt, _pct
-from freshtoken.refresh.service import OUTCOMES, TRIGGERS
 
 _NUMERIC = re.compile(r"-|-?[\d,]+(\.\d+)?%?")
 
