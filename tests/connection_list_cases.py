@@ -149,6 +149,12 @@ def cases(random_count: int = 400) -> Iterator[ListQuery]:
         yield ListQuery(organization_id=value)
     for tags in _TAG_FILTERS:
         yield ListQuery(tags=tags)
+    # NUL: PostgreSQL refuses it in a bound string; these filters used to match nothing.
+    yield ListQuery(search="a\x00")
+    yield ListQuery(end_user_id="\x00")
+    yield ListQuery(organization_id="o\x00")
+    yield ListQuery(tags={"env\x00": "prod"})
+    yield ListQuery(tags={"env": "prod\x00"})
     for (limit, page), search in itertools.product(_PAGES, (None, "a")):
         yield ListQuery(search=search, limit=limit, page=page)
     rng = random.Random(11)  # fixed: a failure names a reproducible case

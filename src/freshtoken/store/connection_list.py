@@ -116,6 +116,13 @@ _SQLITE_HAS_TAG = (
 )
 
 
+def _moved_filters_have_nul(query: ListQuery) -> bool:
+    """Whether a filter that used to run in Python carries a NUL character."""
+    values = [query.search, query.end_user_id, query.organization_id, *query.tags.keys()]
+    values += query.tags.values()
+    return any(v is not None and "\x00" in v for v in values)
+
+
 def list_connection_rows(session: Session, query: ListQuery) -> list[Connection]:
     """Live connections matching ``query``, newest first, one page, list columns only.
 
@@ -123,6 +130,10 @@ def list_connection_rows(session: Session, query: ListQuery) -> list[Connection]
     the database, so they are for :func:`~freshtoken.api.serialize.connection_list_item`.
     """
     js = _Json(session.get_bind().dialect.name)
+    if js.postgres and _moved_filters_have_nul(query):
+        # PostgreSQL cannot store NUL in text or JSON strings, so nothing matches; and binding it
+        # is an error. These filters ran in Python before and matched nothing: same answer.
+        return []
     conditions: list[ColumnElement[bool]] = [Connection.deleted_at.is_(None)]
     if query.connection_id:
         conditions.append(Connection.connection_id == query.connection_id)
