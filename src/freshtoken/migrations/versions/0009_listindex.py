@@ -1,7 +1,7 @@
 """Index GET /connections' order: live rows by (created_at, id), so a page is an index scan.
 
 Revision ID: 0009_listindex
-Revises: 0006_authmodes (main's head at the time; the lead re-chains)
+Revises: 0005_security (main's head at the time; the lead re-chains)
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_listindex"
-down_revision: str | None = "0006_authmodes"
+down_revision: str | None = "0005_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
