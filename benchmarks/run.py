@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.common import REPO_ROOT, Context, log
 from benchmarks.early_warning import EarlyWarningSizes, bench_early_warning
 from benchmarks.freshness import FreshnessSizes, bench_freshness
+from benchmarks.list_connections import FULL_SIZES, QUICK_SIZES, bench_list_connections
 from benchmarks.loadgen import ensure_wrk
 from benchmarks.machine import describe, load_average
 from benchmarks.read_path import ReadPathSizes, bench_read_path
@@ -33,7 +34,16 @@ from benchmarks.scan import ScanSizes, bench_scan
 from benchmarks.storm import SlowSizes, StormSizes, bench_slow, bench_storm
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "benchmarks.md"
-SECTIONS = ("read_path", "storm", "slow", "scan", "refresh", "freshness", "early_warning")
+SECTIONS = (
+    "read_path",
+    "storm",
+    "slow",
+    "scan",
+    "refresh",
+    "freshness",
+    "early_warning",
+    "list_connections",
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,9 @@ def run_sections(
         "refresh": lambda: [bench_refresh_throughput(ctx, s) for s in preset.refresh],
         "freshness": lambda: bench_freshness(ctx, preset.freshness),
         "early_warning": lambda: bench_early_warning(ctx, preset.early_warning),
+        "list_connections": lambda: bench_list_connections(
+            ctx, QUICK_SIZES if preset.name == "quick" else FULL_SIZES
+        ),
     }
     results: dict[str, Any] = {}
     for name in sections:

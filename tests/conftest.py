@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -23,30 +22,15 @@ from freshtoken import migrate
 from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
 from freshtoken.runtime import Runtime, build_runtime
-from freshtoken.settings import Settings, generate_key, generate_secret_key
+from freshtoken.settings import Settings
 from tests.hostile import HostileProvider
+from tests.support import SECRET_KEY, make_settings
 
-SECRET_KEY = generate_secret_key()
-ENCRYPTION_KEY = generate_key()
 AUTH_HEADERS = {"Authorization": f"Bearer {SECRET_KEY}"}
 TEST_CLIENT_SECRET = "client-secret-value"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 IntegrationFactory = Callable[..., str]
-
-
-def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: fixed keys, no Redis, nothing read from a keys file."""
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "secret_key": SecretStr(SECRET_KEY),
-        "encryption_key": SecretStr(ENCRYPTION_KEY),
-        "redis_url": None,
-        "providers_file": None,
-        **overrides,
-    }
-    return Settings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,12 @@ from freshtoken import migrate
 from freshtoken.clock import Clock
 from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime, build_runtime
-from freshtoken.settings import Settings, generate_key
+from freshtoken.settings import Settings, generate_key, generate_secret_key
 from freshtoken.store.credentials import iso
 
-SECRET_KEY = "ft_sk_test_" + "k" * 24
+# One pair of keys per test session, shared by conftest's fixtures and these builders (and checked
+# by the session-wide leak check, tests/leakcheck.py).
+SECRET_KEY = generate_secret_key()
 ENCRYPTION_KEY = generate_key()
 
 PG_URL = os.environ.get(
@@ -28,13 +30,19 @@ REDIS_URL = os.environ.get("FRESHTOKEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 REQUIRE_SERVICES = os.environ.get("FRESHTOKEN_REQUIRE_SERVICES") == "1"
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Test settings: SQLite under tmp_path, fixed keys, short timeouts."""
+def make_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """The one test settings builder: SQLite under ``data_dir`` unless a URL is given.
+
+    Fixed session keys; no Redis and no providers file unless given (nothing is read from the
+    environment); short HTTP and lock timeouts so a stuck call fails the test fast; JSON logs.
+    """
     values: dict[str, Any] = {
-        "data_dir": tmp_path,
-        "database_url": f"sqlite:///{tmp_path.as_posix()}/test.db",
+        "data_dir": data_dir,
+        "database_url": database_url or f"sqlite:///{data_dir.as_posix()}/test.db",
         "secret_key": SECRET_KEY,
         "encryption_key": ENCRYPTION_KEY,
+        "redis_url": None,
+        "providers_file": None,
         "http_connect_timeout": 2.0,
         "http_read_timeout": 5.0,
         "lock_ttl_seconds": 10.0,

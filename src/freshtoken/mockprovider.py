@@ -31,7 +31,6 @@ only line :func:`serve` prints is the listening address.  Tokens are random and 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import contextlib
@@ -928,31 +927,22 @@ def serve(config: MockProviderConfig, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: ``python -m freshtoken.mockprovider [--port N] ...``."""
-    defaults = MockProviderConfig()
-    parser = argparse.ArgumentParser(prog="python -m freshtoken.mockprovider")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--lifetime", type=float, default=defaults.token_lifetime_seconds)
-    parser.add_argument("--latency", type=float, default=defaults.latency_seconds)
-    parser.add_argument("--grace", type=float, default=defaults.grace_seconds)
-    parser.add_argument("--no-rotation", action="store_true")
-    parser.add_argument("--no-reuse-detection", action="store_true")
-    parser.add_argument("--client-id", default=defaults.client_id)
-    parser.add_argument("--client-secret", default=defaults.client_secret)
-    parser.add_argument("--client-auth", choices=sorted(CLIENT_AUTH_MODES), default="any")
-    args = parser.parse_args(argv)
-    config = MockProviderConfig(
-        token_lifetime_seconds=args.lifetime,
-        latency_seconds=args.latency,
-        rotate_refresh_tokens=not args.no_rotation,
-        reuse_detection=not args.no_reuse_detection,
-        grace_seconds=args.grace,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        client_auth=args.client_auth,
-    )
-    serve(config, args.host, args.port)
+    """``python -m freshtoken.mockprovider [options]``: an alias of ``freshtoken mock-provider``.
+
+    One CLI, one set of options and defaults (port 8089): the click command in
+    :mod:`freshtoken.cli`. Returns the exit status instead of exiting, for callers in Python.
+    """
+    # Imported here: the CLI imports this module lazily as well, and must stay light to start.
+    from freshtoken.cli import mock_provider
+
+    try:
+        mock_provider.main(
+            args=sys.argv[1:] if argv is None else argv,
+            prog_name="python -m freshtoken.mockprovider",
+            help_option_names=["-h", "--help"],  # as the freshtoken group
+        )
+    except SystemExit as exc:  # click's standalone mode always ends with SystemExit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from tests.ops_scenario import scenario_events, scenario_statuses
 
-from freshtoken.refresh.grants import PERMANENT, TRANSIENT
-from freshtoken.refresh.service import OUTCOMES, TRIGGERS
+from freshtoken.events import ERROR_CLASSES, OUTCOMES, TRIGGERS
+from freshtoken.refresh.grants import PERMANENT
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -42,7 +42,7 @@ OPS_SERVICES = ("loki", "promtail", "alertmanager", "grafana")
 ALLOWED_VALUES = {
     "outcome": set(OUTCOMES),
     "trigger": set(TRIGGERS),
-    "error_class": {PERMANENT, TRANSIENT},
+    "error_class": set(ERROR_CLASSES),
 }
 SPECIAL_LABELS = {"__error__", "__error_details__"}
 RANGE_OPS = {

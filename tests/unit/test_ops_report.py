@@ -325,7 +325,7 @@ def test_minute_series_stays_within_its_bucket_bound() -> None:
 
 def test_failing_connections_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past MAX_FAILING the least recently failing connection is evicted and counted."""
-    monkeypatch.setattr(ops_report, "MAX_FAILING", 5)
+    monkeypatch.setattr(ops_report.parse, "MAX_FAILING", 5)
     stats = LogStats()
     for i in range(12):
         ts = f"2026-03-01T10:00:{i:02d}.000000Z"

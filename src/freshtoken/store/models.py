@@ -64,6 +64,14 @@ class Connection(Base):
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # GET /connections: live rows newest first, paged in SQL (store/connection_list.py).
+        Index(
+            "ix_connections_live_list",
+            "created_at",
+            "id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

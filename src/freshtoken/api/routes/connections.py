@@ -8,7 +8,6 @@ routes, see :class:`~freshtoken.api.deps.ConnectionIdConvertor`) so that ids con
 
 from __future__ import annotations
 
-import sys
 import uuid
 from typing import Annotated, Any
 
@@ -47,8 +46,8 @@ from freshtoken.api.serialize import (
 )
 from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
 from freshtoken.refresh.seam import RefreshDenied
-from freshtoken.store.models import Connection
-from freshtoken.store.repository import ConnectionFilters, fetch_for_read
+from freshtoken.store.connection_list import ListQuery, list_connection_rows
+from freshtoken.store.repository import fetch_for_read
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
 
@@ -136,18 +135,6 @@ def get_connection(
 # -- list ---------------------------------------------------------------------------------------
 
 
-def _search_matches(conn: Connection, needle: str) -> bool:
-    """Nango's search: connection id, end-user display name or email, case-insensitive."""
-    user = conn.end_user or {}
-    haystacks = (conn.connection_id, user.get("display_name"), user.get("email"))
-    return any(isinstance(h, str) and needle in h.lower() for h in haystacks)
-
-
-def _organization_matches(conn: Connection, organization_id: str) -> bool:
-    org = (conn.end_user or {}).get("organization")
-    return isinstance(org, dict) and org.get("id") == organization_id
-
-
 @router.get(
     "/connections",
     response_model=ConnectionListOut,
@@ -176,30 +163,20 @@ def list_connections(
 ) -> Response:
     """List connections (without credentials), newest first."""
     integration_ids = tuple(p.strip() for p in (integrationId or "").split(",") if p.strip())
-    effective_limit = limit if limit is not None else 10_000  # Nango's default
-    # The store filters connection id only; Nango's search also covers the end user's name and
-    # email, and the organisation filter is on end_user JSON. Those are filtered here, before
-    # paginating, so pages stay correct.
-    post_filter = bool(search) or bool(endUserOrganizationId)
-    filters = ConnectionFilters(
+    # Every filter and the page run in SQL (store/connection_list.py): one indexed query that
+    # reads only the list's columns, however many connections there are.
+    query = ListQuery(
         connection_id=connectionId or None,
-        search=None if post_filter else (search or None),
+        search=search or None,
         integration_ids=integration_ids,
         end_user_id=endUserId or None,
+        organization_id=endUserOrganizationId or None,
         tags=tag_filters(request),
-        limit=sys.maxsize if post_filter else effective_limit,
-        page=0 if post_filter else page,
+        limit=limit if limit is not None else 10_000,  # Nango's default
+        page=page,
     )
     with runtime.store() as store:
-        rows = store.list_connections(filters)
-    if post_filter:
-        if search:
-            needle = search.lower()
-            rows = [r for r in rows if _search_matches(r, needle)]
-        if endUserOrganizationId:
-            rows = [r for r in rows if _organization_matches(r, endUserOrganizationId)]
-        start = page * effective_limit
-        rows = rows[start : start + effective_limit]
+        rows = list_connection_rows(store.session, query)
     return JSONBytesResponse({"connections": [connection_list_item(r) for r in rows]})
 
 
