@@ -22,7 +22,16 @@ from freshtoken.api.errors import (
     envelope,
     install_error_handlers,
 )
-from freshtoken.api.routes import connections, health, integrations, metadata, providers, refresh
+from freshtoken.api.routes import (
+    connect,
+    connections,
+    health,
+    integrations,
+    metadata,
+    oauth,
+    providers,
+    refresh,
+)
 from freshtoken.api.serialize import JSONBytesResponse
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
@@ -227,6 +236,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         connections.router,
         integrations.router,
         providers.router,
+        connect.router,  # connect sessions and the browser flows (issue 13)
+        connect.session_router,
+        oauth.router,
     )
     methods: dict[str, set[str]] = {}
     for router in routers:
@@ -234,6 +246,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 methods.setdefault(route.path_format, set()).update(route.methods or ())
+    # @nangohq/frontend opens its result WebSocket at the API's root path.
+    app.add_api_websocket_route("/", oauth.websocket_endpoint)
     # One template can be served by several routes (one per method): a 405 lists them all.
     app.state.methods_by_template = {path: sorted(m) for path, m in methods.items()}
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
