@@ -142,7 +142,7 @@ def _count(runtime: Runtime, model: Any) -> int:
 
 
 def test_session_is_created_hashed_and_expires_after_30_minutes(
-    client: TestClient, runtime: Runtime, provider: MockProvider, clock: FakeClock
+    client: TestClient, runtime: Runtime, clock: FakeClock
 ) -> None:
     """201 {data:{token, connect_link, expires_at}}; only the digest is stored; 401 after 30 min."""
     response = client.post(
