@@ -299,6 +299,43 @@ def dev(host: str, port: int | None, demo: bool) -> None:
     )
 
 
+# -- connect ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("integration")
+@click.argument("connection_id")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="connection_config value for the flow (e.g. subdomain=acme); repeatable.",
+)
+def connect(integration: str, connection_id: str, params: tuple[str, ...]) -> None:
+    """Print a link that connects (or re-authorises) CONNECTION_ID of INTEGRATION in a browser."""
+    from freshtoken.connect.links import LinkError, connect_link
+
+    config: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param must be KEY=VALUE (got {item!r})")
+        config[key] = value
+    runtime = runtime_from_env()
+    try:
+        link, expires_at = connect_link(runtime, integration, connection_id, config)
+    except LinkError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        runtime.close()
+    click.echo(link)
+    click.echo(
+        f"(valid until {expires_at.isoformat(timespec='seconds')}; open it in a browser)", err=True
+    )
+
+
 # -- report -----------------------------------------------------------------------------------
 
 main.add_command(report)
