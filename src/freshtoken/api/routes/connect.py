@@ -11,7 +11,14 @@ import urllib.parse
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 from starlette.responses import Response
 
 from freshtoken.api.deps import AuthedRoute, PublicRoute, RuntimeDep, strict_query
@@ -36,7 +43,8 @@ router = APIRouter(route_class=AuthedRoute, tags=["connect"])
 session_router = APIRouter(route_class=PublicRoute, tags=["connect"])
 
 # Nango's tag rules (SH/services/tags/schema.ts): ≤ 10 tags, keys start with a letter.
-_TAG_KEY = re.compile(r"^[a-zA-Z][\w\-./]*$")
+_TAG_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_\-./]*$"
+_TAG_KEY = re.compile(_TAG_KEY_PATTERN)
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
@@ -55,15 +63,27 @@ def _check_tags(value: dict[str, str] | None) -> dict[str, str] | None:
     return out
 
 
+SessionTags = Annotated[
+    dict[str, str],
+    AfterValidator(_check_tags),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": 10,
+            "propertyNames": {"pattern": _TAG_KEY_PATTERN, "maxLength": 64},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
+        }
+    ),
+]
+
+
 class SessionEndUser(StrictModel):
     """The end user a connect session creates connections for."""
 
     id: NonEmpty
     email: ShortText | None = None
     display_name: ShortText | None = None
-    tags: dict[str, str] | None = None
-
-    _tags = field_validator("tags")(_check_tags)
+    tags: SessionTags | None = None
 
 
 class SessionOrganization(StrictModel):
@@ -94,16 +114,20 @@ class PostConnectSessionBody(StrictModel):
     end_user: SessionEndUser | None = None
     organization: SessionOrganization | None = None
     allowed_integrations: list[ProviderConfigKey] | None = Field(default=None, max_length=1000)
-    integrations_config_defaults: dict[ProviderConfigKey, IntegrationDefaults] | None = None
+    integrations_config_defaults: dict[str, IntegrationDefaults] | None = None
     overrides: dict[str, Any] | None = None
     webhook_url_override: WebhookUrl | None = None
-    tags: dict[str, str] | None = None
+    tags: SessionTags | None = None
 
-    _tags = field_validator("tags")(_check_tags)
+    # Documented so that a schema-valid body is never refused for it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["end_user"]}, {"required": ["tags"]}]},
+    )
 
     @model_validator(mode="after")
     def _user_or_tags(self) -> PostConnectSessionBody:
-        if self.end_user is None and not self.tags:
+        if not {"end_user", "tags"} & self.model_fields_set:
             raise ValueError("end_user is required unless tags are given")
         return self
 
@@ -115,12 +139,10 @@ class PostReconnectSessionBody(StrictModel):
     integration_id: ProviderConfigKey
     end_user: SessionEndUser | None = None
     organization: SessionOrganization | None = None
-    integrations_config_defaults: dict[ProviderConfigKey, IntegrationDefaults] | None = None
+    integrations_config_defaults: dict[str, IntegrationDefaults] | None = None
     overrides: dict[str, Any] | None = None
     webhook_url_override: WebhookUrl | None = None
-    tags: dict[str, str] | None = None
-
-    _tags = field_validator("tags")(_check_tags)
+    tags: SessionTags | None = None
 
 
 def connect_link(runtime: Runtime, token: str) -> str:
@@ -167,11 +189,9 @@ def post_connect_session(body: PostConnectSessionBody, runtime: RuntimeDep) -> R
     _reject_overrides(body)
     now = runtime.clock.now()
     with runtime.store() as store:
-        for index, key in enumerate(body.allowed_integrations or ()):
+        for key in body.allowed_integrations or ():
             if store.get_integration(key) is None:
-                raise invalid_body(
-                    f"Integration does not exist: {key}", ["allowed_integrations", index]
-                )
+                raise invalid_body(f"Integration does not exist: {key}", ["allowed_integrations"])
         sessions.purge_expired(store.session, now=now)
         row, token = sessions.create_session(
             store.session,
@@ -256,10 +276,10 @@ def require_session(runtime: Runtime, token: str | None, store_session: Any) -> 
     return row
 
 
+# Browser routes (a session token, not the secret key): left out of the OpenAPI document, which
+# describes the secret-key API.
 @session_router.get(
-    "/connect/session",
-    responses=error_responses(401, 500, 503),
-    dependencies=[Depends(strict_query())],
+    "/connect/session", include_in_schema=False, dependencies=[Depends(strict_query())]
 )
 def get_connect_session(request: Request, runtime: RuntimeDep) -> Response:
     """What the connect session allows (Nango's shape, for a Connect UI)."""
@@ -289,7 +309,7 @@ def get_connect_session(request: Request, runtime: RuntimeDep) -> Response:
 @session_router.delete(
     "/connect/session",
     status_code=204,
-    responses=error_responses(401, 500, 503),
+    include_in_schema=False,
     dependencies=[Depends(strict_query())],
 )
 def delete_connect_session(request: Request, runtime: RuntimeDep) -> Response:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from freshtoken.api.deps import PublicRoute, RuntimeDep
-from freshtoken.api.errors import ApiError, error_responses, invalid_query
+from freshtoken.api.errors import ApiError, invalid_query
 from freshtoken.api.routes.connect import require_session
 from freshtoken.api.schemas import PROVIDER_CONFIG_KEY_PATTERN
 from freshtoken.connect import flow, pages, sessions
@@ -98,10 +98,7 @@ def _state_cookie(state: str) -> str:
     return flow.STATE_COOKIE_PREFIX + state
 
 
-@router.get(
-    "/oauth/connect/{providerConfigKey}",
-    responses={**error_responses(400, 401, 500, 503), 302: {"description": "To the provider"}},
-)
+@router.get("/oauth/connect/{providerConfigKey}", include_in_schema=False)
 async def oauth_connect(providerConfigKey: str, request: Request, runtime: RuntimeDep) -> Response:
     """Start an authorization-code flow and send the browser to the provider's consent page."""
     if not _KEY.match(providerConfigKey) or len(providerConfigKey) > 255:
@@ -161,7 +158,7 @@ async def _fail(runtime: Runtime, exc: flow.FlowError) -> Response:
     return pages.callback_page(exc.error_type, exc.message)
 
 
-@router.get("/oauth/callback", responses={200: {"description": "The page that ends the flow"}})
+@router.get("/oauth/callback", include_in_schema=False)
 async def oauth_callback(request: Request, runtime: RuntimeDep) -> Response:
     """Finish a flow: exchange the code, store the connection, tell the frontend, close the page."""
     query = dict(request.query_params.items())
