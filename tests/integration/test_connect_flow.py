@@ -429,3 +429,102 @@ def test_missing_connection_config_is_url_param_err(client: TestClient, runtime:
     assert frame["error_type"] == "url_param_err"
     assert "authorization_url" in frame["error_desc"]
     assert _count(runtime, OAuthSession) == 0
+
+
+# -- popup-free routes --------------------------------------------------------------------------
+
+
+def _add_integration(runtime: Runtime, key: str, provider_name: str) -> None:
+    with runtime.store() as store:
+        store.create_integration(unique_key=key, provider=provider_name)
+
+
+def _session_for(client: TestClient, key: str, defaults: dict[str, Any] | None = None) -> str:
+    body: dict[str, Any] = {"end_user": {"id": "u2"}, "allowed_integrations": [key]}
+    if defaults is not None:
+        body["integrations_config_defaults"] = {key: defaults}
+    response = client.post("/connect/sessions", json=body)
+    assert response.status_code == 201, response.text
+    token: str = response.json()["data"]["token"]
+    return token
+
+
+def test_api_key_and_basic_connections_from_the_browser(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Nango's /api-auth routes store the credentials with the session's tags; CORS for fetch."""
+    _add_integration(runtime, "keys", "api-key")
+    _add_integration(runtime, "basics", "basic")
+    token = _session_for(client, "keys")
+    browser = TestClient(client.app)  # no secret key: the session token is the only credential
+    preflight = browser.options(
+        "/api-auth/api-key/keys",
+        headers={
+            "Origin": "http://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    made = browser.post(
+        f"/api-auth/api-key/keys?connect_session_token={token}",
+        json={"apiKey": "key-value-1"},
+        headers={"Origin": "http://app.example"},
+    )
+    assert made.status_code == 200, made.text
+    assert made.headers["access-control-allow-origin"] == "*"
+    conn_id = made.json()["connectionId"]
+    assert made.json()["providerConfigKey"] == "keys"
+    got = client.get(f"/connections/{conn_id}", params={"provider_config_key": "keys"}).json()
+    assert got["credentials"] == {"type": "API_KEY", "apiKey": "key-value-1"}
+    assert got["tags"] == {"end_user_id": "u2"}
+    # The session does not allow "basics"; a new one does.
+    refused = browser.post(
+        f"/api-auth/basic/basics?connect_session_token={token}",
+        json={"username": "u", "password": "p"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "integration_not_allowed"
+    basic_token = _session_for(client, "basics")
+    basic = browser.post(
+        f"/api-auth/basic/basics?connect_session_token={basic_token}",
+        json={"username": "u", "password": "p"},
+    )
+    assert basic.status_code == 200, basic.text
+    wrong_mode = browser.post(
+        f"/api-auth/api-key/{KEY}?connect_session_token={_session_for(client, KEY)}",
+        json={"apiKey": "x"},
+    )
+    assert wrong_mode.status_code == 400
+    assert wrong_mode.json()["error"]["code"] == "invalid_auth_mode"
+    assert browser.post("/api-auth/api-key/keys", json={"apiKey": "x"}).status_code == 401
+
+
+def test_client_credentials_connection_runs_the_grant_first(
+    client: TestClient, runtime: Runtime, provider: MockProvider
+) -> None:
+    """POST /oauth2/auth runs the grant at the provider; a refused client stores nothing."""
+    _add_integration(runtime, "cc", "oauth2-cc")
+    token = _session_for(client, "cc", {"connection_config": {"token_url": provider.token_url}})
+    browser = TestClient(client.app)
+    url = f"/oauth2/auth/cc?connect_session_token={token}"
+    refused = browser.post(url, json={"client_id": "mock-client", "client_secret": "wrong"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_credentials"
+    assert _count(runtime, Connection) == 0
+    made = browser.post(
+        url,
+        json={
+            "client_id": provider.config.client_id,
+            "client_secret": provider.config.client_secret,
+        },
+    )
+    assert made.status_code == 200, made.text
+    conn_id = made.json()["connectionId"]
+    got = client.get(f"/connections/{conn_id}", params={"provider_config_key": "cc"}).json()
+    assert got["credentials"]["type"] == "OAUTH2_CC"
+    assert provider.is_access_token_valid(got["credentials"]["token"])
+    with runtime.store() as store:
+        conn = store.get_connection("cc", conn_id)
+        assert conn is not None and conn.next_refresh_at is not None

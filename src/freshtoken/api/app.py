@@ -252,6 +252,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.methods_by_template = {path: sorted(m) for path, m in methods.items()}
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES)
+    app.add_middleware(oauth.BrowserCorsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # added last = outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

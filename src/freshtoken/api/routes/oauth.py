@@ -10,18 +10,23 @@ from __future__ import annotations
 import html
 import re
 import urllib.parse
-from typing import Any
+import uuid
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Request, WebSocket
+from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from freshtoken.api.deps import PublicRoute, RuntimeDep
 from freshtoken.api.errors import ApiError, invalid_query
 from freshtoken.api.routes.connect import require_session
-from freshtoken.api.schemas import PROVIDER_CONFIG_KEY_PATTERN
-from freshtoken.connect import flow, pages, sessions
+from freshtoken.api.schemas import PROVIDER_CONFIG_KEY_PATTERN, StrictModel
+from freshtoken.api.serialize import JSONBytesResponse
+from freshtoken.connect import direct, flow, pages, sessions
 from freshtoken.connect.ws import WebSocketHub
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
@@ -232,3 +237,119 @@ def connect_page(request: Request, runtime: RuntimeDep) -> Response:
             "Content-Security-Policy": "default-src 'none'",
         },
     )
+
+
+# -- popup-free routes (API key, basic, client credentials) ---------------------------------------
+
+
+class ApiKeyBody(StrictModel):
+    """Body of ``POST /api-auth/api-key/{providerConfigKey}``."""
+
+    apiKey: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+class BasicBody(StrictModel):
+    """Body of ``POST /api-auth/basic/{providerConfigKey}``."""
+
+    username: Annotated[str, StringConstraints(max_length=8192)]
+    password: Annotated[str, StringConstraints(max_length=8192)] = ""
+
+
+class ClientCredentialsBody(StrictModel):
+    """Body of ``POST /oauth2/auth/{providerConfigKey}`` (private-key JWT is not supported)."""
+
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    client_secret: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    client_certificate: str | None = None
+    client_private_key: None = None
+
+
+# Where a page on another origin POSTs credentials with fetch (Nango's frontend does): these
+# answer CORS for any origin. Safe: they authenticate by the session token in the URL, never by
+# cookies, and CORS is not extended to any other route.
+CORS_PREFIXES = ("/api-auth/", "/oauth2/auth/")
+
+
+class BrowserCorsMiddleware:
+    """CORS (any origin, no credentials) for the popup-free connect routes only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app, allow_origins=["*"], allow_methods=["POST"], allow_headers=["content-type"]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route the connect paths through Starlette's CORS handling."""
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(CORS_PREFIXES):
+            await self.cors(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _direct(
+    providerConfigKey: str, request: Request, runtime: Runtime, mode: str, build: Any
+) -> Response:
+    """Authenticate the session, then store the credentials ``build`` makes."""
+    if not _KEY.match(providerConfigKey) or len(providerConfigKey) > 255:
+        raise ApiError(400, "invalid_uri_params", "Invalid URI parameters.")
+    token, start = parse_start_query(providerConfigKey, request)
+
+    def run() -> tuple[str, bool]:
+        with runtime.store() as store:
+            session = require_session(runtime, token, store.session)
+            if start.connection_id is not None:
+                raise invalid_query(
+                    "connection_id cannot be given with a connect session", ["connection_id"]
+                )
+            if not sessions.integration_allowed(session, providerConfigKey):
+                raise ApiError(
+                    400, "integration_not_allowed", "Integration not allowed by this token"
+                )
+            store.session.expunge(session)
+        connection_id = session.connection_id or str(uuid.uuid4())
+        try:
+            created = direct.save(
+                runtime, session, providerConfigKey, connection_id, mode, build, start.params
+            )
+        except direct.DirectError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        return connection_id, created
+
+    connection_id, _created = await run_in_threadpool(run)
+    return JSONBytesResponse(
+        {"providerConfigKey": providerConfigKey, "connectionId": connection_id}
+    )
+
+
+@router.post("/api-auth/api-key/{providerConfigKey}", include_in_schema=False)
+async def api_key_auth(
+    providerConfigKey: str, body: ApiKeyBody, request: Request, runtime: RuntimeDep
+) -> Response:
+    """Create an API-key connection from the browser (Nango's route)."""
+    credentials = {"type": "API_KEY", "apiKey": body.apiKey}
+    return await _direct(
+        providerConfigKey, request, runtime, "API_KEY", lambda _spec, _cfg: credentials
+    )
+
+
+@router.post("/api-auth/basic/{providerConfigKey}", include_in_schema=False)
+async def basic_auth(
+    providerConfigKey: str, body: BasicBody, request: Request, runtime: RuntimeDep
+) -> Response:
+    """Create a Basic-auth connection from the browser (Nango's route)."""
+    credentials = {"type": "BASIC", "username": body.username, "password": body.password}
+    return await _direct(
+        providerConfigKey, request, runtime, "BASIC", lambda _spec, _cfg: credentials
+    )
+
+
+@router.post("/oauth2/auth/{providerConfigKey}", include_in_schema=False)
+async def client_credentials_auth(
+    providerConfigKey: str, body: ClientCredentialsBody, request: Request, runtime: RuntimeDep
+) -> Response:
+    """Create a client-credentials connection: the grant runs first, nothing stored on failure."""
+    build = direct.client_credentials_builder(
+        runtime, http_client(runtime), body.client_id, body.client_secret
+    )
+    return await _direct(providerConfigKey, request, runtime, "OAUTH2_CC", build)
