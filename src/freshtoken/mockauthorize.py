@@ -164,3 +164,90 @@ def exchange(
     payload = provider._token_payload(cfg, at, record.scope)
     payload["refresh_token"] = rt
     return mp._Outcome(200, payload)
+
+
+# -- OAuth 1.0a (request token, authorize, access token) ------------------------------------------
+
+OAUTH1_PREFIX = "/oauth1/"
+
+
+@dataclass
+class TemporaryToken:
+    """An OAuth 1.0a temporary credential and its state."""
+
+    secret: str
+    callback: str
+    verifier: str | None = None
+    used: bool = False
+
+
+def _form_outcome(values: dict[str, str]) -> mp._Outcome:
+    return mp._Outcome(200, urlencode(values), content_type="application/x-www-form-urlencoded")
+
+
+def _verify(
+    provider: mp.MockProvider, method: str, path: str, header: str | None, token_secret: str
+) -> dict[str, str] | None:
+    """The OAuth parameters of a correctly signed request by the configured client, else None."""
+    from freshtoken.connect import oauth1
+
+    params = oauth1.parse_header(header or "")
+    signature = params.pop("oauth_signature", None)
+    if signature is None or params.get("oauth_signature_method") != "HMAC-SHA1":
+        return None
+    if not mp._matches(params.get("oauth_consumer_key", ""), provider.config.client_id):
+        return None
+    base = oauth1.base_string(method, provider.url + path, params.items())
+    expected = oauth1.signature(base, provider.config.client_secret, token_secret)
+    return params if mp._matches(signature, expected) else None
+
+
+def oauth1_endpoint(
+    provider: mp.MockProvider, method: str, path: str, raw_query: str, header: str | None
+) -> mp._Outcome:
+    """``POST /oauth1/request_token``, ``GET /oauth1/authorize``, ``POST /oauth1/access_token``."""
+    with provider._lock:
+        temporary: dict[str, TemporaryToken] = provider._oauth1_temporary
+        if path == "/oauth1/request_token" and method == "POST":
+            params = _verify(provider, method, path, header, "")
+            if params is None or not params.get("oauth_callback"):
+                return mp._oauth_error(401, "invalid_signature", "bad signature or no callback")
+            token = mp._new_token("mock-rt1-")
+            temporary[token] = TemporaryToken(mp._new_token("mock-ts1-"), params["oauth_callback"])
+            return _form_outcome(
+                {
+                    "oauth_token": token,
+                    "oauth_token_secret": temporary[token].secret,
+                    "oauth_callback_confirmed": "true",
+                }
+            )
+        if path == "/oauth1/authorize" and method == "GET":
+            token = _first(parse_qs(raw_query), "oauth_token") or ""
+            record = temporary.get(token)
+            if record is None:
+                return mp._oauth_error(400, "invalid_request", "unknown oauth_token")
+            if provider.config.deny_consent:
+                return _redirect(record.callback, {"denied": token})
+            record.verifier = mp._new_token("mock-ver-")
+            return _redirect(
+                record.callback, {"oauth_token": token, "oauth_verifier": record.verifier}
+            )
+        if path == "/oauth1/access_token" and method == "POST":
+            presented = _oauth_token_of(header)
+            record = temporary.get(presented or "")
+            if record is None or record.used or record.verifier is None:
+                return mp._oauth_error(401, "invalid_token", "unknown or used temporary token")
+            params = _verify(provider, method, path, header, record.secret)
+            record.used = True
+            if params is None or not mp._matches(params.get("oauth_verifier", ""), record.verifier):
+                return mp._oauth_error(401, "invalid_signature", "bad signature or verifier")
+            token, secret = mp._new_token("mock-at-"), mp._new_token("mock-as1-")
+            provider._oauth1_access[token] = secret
+            return _form_outcome({"oauth_token": token, "oauth_token_secret": secret})
+        return mp._Outcome(404, {"error": "not_found", "path": path})
+
+
+def _oauth_token_of(header: str | None) -> str | None:
+    from freshtoken.connect import oauth1
+
+    return oauth1.parse_header(header or "").get("oauth_token")

@@ -220,6 +220,8 @@ class MockProvider:
         self._issued_since_prune = 0
         self._auth_codes: dict[str, Any] = {}  # authorization codes (freshtoken.mockauthorize)
         self._last_auth_code: str | None = None
+        self._oauth1_temporary: dict[str, Any] = {}  # OAuth 1.0a (freshtoken.mockauthorize)
+        self._oauth1_access: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -734,6 +736,13 @@ class _Handler(BaseHTTPRequestHandler):
             from freshtoken.mockauthorize import authorize
 
             self._send_outcome(authorize(self.provider, urlsplit(self.path).query))
+            return
+        if path.startswith("/oauth1/"):
+            from freshtoken.mockauthorize import oauth1_endpoint
+
+            query = urlsplit(self.path).query
+            auth = self.headers.get("Authorization")
+            self._send_outcome(oauth1_endpoint(self.provider, method, path, query, auth))
             return
         if path == TOKEN_PATH and method == "POST":
             self._token_endpoint(body)

@@ -9,6 +9,7 @@ hold a code, token or secret.
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 from sqlalchemy import delete, select
 
-from freshtoken.connect import authurl
+from freshtoken.connect import authurl, oauth1
 from freshtoken.connect.sessions import (
     config_defaults,
     connection_end_user,
@@ -108,7 +109,12 @@ def _whole_url_keys(spec: Any) -> set[str]:
     return keys
 
 
-def start(runtime: Runtime, session: ConnectSession, req: StartRequest) -> Started:
+def start(
+    runtime: Runtime,
+    session: ConnectSession,
+    req: StartRequest,
+    http: httpx.Client | None = None,
+) -> Started:
     """Validate, store the flow (state hashed, verifier encrypted) and build the provider URL."""
     key = req.provider_config_key
     fail_ctx: dict[str, str | None] = {"provider_config_key": key, "ws_client_id": req.ws_client_id}
@@ -128,7 +134,9 @@ def start(runtime: Runtime, session: ConnectSession, req: StartRequest) -> Start
                 f'No Provider Configuration with key "{integration.provider}".',
                 ctx=fail_ctx,
             )
-        if spec.auth_mode != "OAUTH2":
+        if spec.auth_mode not in ("OAUTH2", "OAUTH1") or (
+            spec.auth_mode == "OAUTH1" and http is None
+        ):
             raise FlowError(
                 "auth_mode_err", f"Auth mode {spec.auth_mode} not supported.", ctx=fail_ctx
             )
@@ -155,21 +163,38 @@ def start(runtime: Runtime, session: ConnectSession, req: StartRequest) -> Start
                 ctx=fail_ctx_conn,
             ) from None
         state = authurl.new_state()
-        verifier = None if authurl.disables_pkce(spec) else authurl.new_code_verifier()
+        oauth1_mode = spec.auth_mode == "OAUTH1"
+        verifier = (
+            None if oauth1_mode or authurl.disables_pkce(spec) else authurl.new_code_verifier()
+        )
         callback = redirect_uri(runtime)
+        temporary_secret: str | None = None
         try:
-            url = authurl.authorization_url(
-                authurl.AuthorizationRequest(
-                    spec=spec,
-                    client_id=integration.client_id,
-                    redirect_uri=callback,
-                    state=state,
-                    scopes=scopes,
-                    connection_config=connection_config,
-                    code_verifier=verifier,
-                    extra_params=extra,
+            if oauth1_mode:
+                assert http is not None
+                url, temporary_secret = _start_oauth1(
+                    spec,
+                    integration.client_id,
+                    client_secret,
+                    callback + "?" + urllib.parse.urlencode({"state": state}),
+                    connection_config,
+                    extra,
+                    http,
+                    fail_ctx_conn,
                 )
-            )
+            else:
+                url = authurl.authorization_url(
+                    authurl.AuthorizationRequest(
+                        spec=spec,
+                        client_id=integration.client_id,
+                        redirect_uri=callback,
+                        state=state,
+                        scopes=scopes,
+                        connection_config=connection_config,
+                        code_verifier=verifier,
+                        extra_params=extra,
+                    )
+                )
         except authurl.MissingConnectionConfig as exc:
             raise FlowError("url_param_err", str(exc), ctx=fail_ctx_conn) from None
         row = OAuthSession(
@@ -191,6 +216,11 @@ def start(runtime: Runtime, session: ConnectSession, req: StartRequest) -> Start
             row.code_verifier_enc = runtime.cipher.encrypt(
                 verifier.encode(), aad_for("oauth_sessions", row.id, "code_verifier")
             )
+        if temporary_secret is not None:
+            row.request_token_secret_enc = runtime.cipher.encrypt(
+                temporary_secret.encode(),
+                aad_for("oauth_sessions", row.id, "request_token_secret"),
+            )
     log.info(
         "oauth.flow_started",
         provider_config_key=key,
@@ -198,6 +228,46 @@ def start(runtime: Runtime, session: ConnectSession, req: StartRequest) -> Start
         pkce=verifier is not None,
     )
     return Started(url=url, state=state, connection_id=connection_id)
+
+
+def _start_oauth1(
+    spec: Any,
+    client_id: str,
+    client_secret: str,
+    callback: str,
+    connection_config: Mapping[str, Any],
+    extra: Mapping[str, str | None],
+    http: httpx.Client,
+    ctx: Mapping[str, str | None],
+) -> tuple[str, str]:
+    """OAuth 1.0a legs 1 and 2: get a temporary token, build the authorization URL."""
+    request_template = spec.raw.get("request_url")
+    if not isinstance(request_template, str) or not spec.authorization_url:
+        raise FlowError("provider_config_err", "The OAUTH1 provider has no request_url.", ctx=ctx)
+    request_url = authurl.render(request_template, connection_config)
+    try:
+        temporary = oauth1.request_token(http, request_url, client_id, client_secret, callback)
+    except oauth1.OAuth1Error as exc:
+        raise FlowError(
+            "unknown_err",
+            f"Unknown error during the Oauth flow. Request token: {exc}",
+            ctx=ctx,
+        ) from None
+    query: dict[str, str] = {"oauth_token": temporary["oauth_token"]}
+    raw_params = spec.raw.get("authorization_params")
+    if isinstance(raw_params, Mapping):
+        for k, v in raw_params.items():
+            query[str(k)] = authurl.interpolate(str(v), connection_config)
+    for k, v in extra.items():
+        if k == "oauth_token":
+            continue
+        if v is None:
+            query.pop(k, None)
+        else:
+            query[k] = v
+    base = authurl.render(spec.authorization_url, connection_config)
+    sep = "&" if urllib.parse.urlsplit(base).query else "?"
+    return base + sep + urllib.parse.urlencode(query), temporary["oauth_token_secret"]
 
 
 def _connection_id(session: ConnectSession, req: StartRequest) -> str:
@@ -305,7 +375,14 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
     if row.expires_at <= now:
         raise FlowError("state_err", "The authorization flow expired; start it again.", ctx=ctx)
     code = query.get("code")
-    if not code:
+    if row.auth_mode == "OAUTH1":
+        if not query.get("oauth_token") or not query.get("oauth_verifier"):
+            raise FlowError(
+                "callback_err",
+                "Did not get oauth_token and/or oauth_verifier in the callback.",
+                ctx=ctx,
+            )
+    elif not code:
         context = "; ".join(f"{k}: {query[k][:200]}" for k in _PROVIDER_ERROR_KEYS if query.get(k))
         message = "Did not get authorization code in the callback."
         if context:
@@ -348,9 +425,75 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
         tags = connection_tags(session)
         end_user = connection_end_user(session)
         webhook_url_override = session.webhook_url_override
+        temporary_secret = (
+            runtime.cipher.decrypt(
+                row.request_token_secret_enc,
+                aad_for("oauth_sessions", row.id, "request_token_secret"),
+            ).decode()
+            if row.request_token_secret_enc
+            else ""
+        )
+    if row.auth_mode == "OAUTH1":
+        credentials, body = _finish_oauth1(spec, request, query, temporary_secret, http, ctx)
+    else:
+        credentials, body = _exchange_code(
+            runtime, spec, request, row, code or "", verifier, http, ctx
+        )
+    connection_config = dict(row.connection_config)
+    connection_config.update(token_response_metadata(spec.raw.get("token_response_metadata"), body))
+    return _save(
+        runtime, row, credentials, connection_config, tags, end_user, webhook_url_override, ctx
+    )
+
+
+def _finish_oauth1(
+    spec: Any,
+    request: grants.GrantRequest,
+    query: Mapping[str, str],
+    temporary_secret: str,
+    http: httpx.Client,
+    ctx: Mapping[str, str | None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OAuth 1.0a leg 3: the verifier and temporary token for the token credentials."""
+    if not spec.token_url:
+        raise FlowError("provider_config_err", "The OAUTH1 provider has no token_url.", ctx=ctx)
+    try:
+        values = oauth1.access_token(
+            http,
+            authurl.render(spec.token_url, request.connection_config),
+            request.client_id or "",
+            request.client_secret or "",
+            query["oauth_token"],
+            temporary_secret,
+            query["oauth_verifier"],
+        )
+    except oauth1.OAuth1Error as exc:
+        raise FlowError(
+            "token_err", f"Error storing/retrieving the token. {exc}", ctx=ctx
+        ) from None
+    credentials = {
+        "type": "OAUTH1",
+        "oauth_token": values["oauth_token"],
+        "oauth_token_secret": values["oauth_token_secret"],
+        "raw": dict(values),
+    }
+    return credentials, dict(values)
+
+
+def _exchange_code(
+    runtime: Runtime,
+    spec: Any,
+    request: grants.GrantRequest,
+    row: OAuthSession,
+    code: str,
+    verifier: str | None,
+    http: httpx.Client,
+    ctx: Mapping[str, str | None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """OAuth 2 code exchange through the refresh engine's grant code."""
     sent_at = runtime.clock.now()
     try:
-        credentials, body = grants.authorization_code(
+        return grants.authorization_code(
             http,
             request,
             code=code,
@@ -368,8 +511,19 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
             f"Error storing/retrieving the token. Provider answered: {exc.error_code}",
             ctx=ctx,
         ) from None
-    connection_config = dict(row.connection_config)
-    connection_config.update(token_response_metadata(spec.raw.get("token_response_metadata"), body))
+
+
+def _save(
+    runtime: Runtime,
+    row: OAuthSession,
+    credentials: dict[str, Any],
+    connection_config: dict[str, Any],
+    tags: dict[str, str],
+    end_user: dict[str, Any] | None,
+    webhook_url_override: str | None,
+    ctx: Mapping[str, str | None],
+) -> Finished:
+    """Store the connection (creation or override) through the import API's store function."""
     with runtime.store() as store:
         integration = store.get_integration(row.provider_config_key)
         if integration is None:

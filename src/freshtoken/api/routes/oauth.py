@@ -127,7 +127,9 @@ async def oauth_connect(providerConfigKey: str, request: Request, runtime: Runti
     holder: list[Any] = []
     await run_in_threadpool(authorize)
     try:
-        started = await run_in_threadpool(flow.start, runtime, holder[0], start)
+        started = await run_in_threadpool(
+            flow.start, runtime, holder[0], start, http_client(runtime)
+        )
     except flow.FlowError as exc:
         return await _fail(runtime, exc)
     response = RedirectResponse(started.url, status_code=302)
