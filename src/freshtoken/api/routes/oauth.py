@@ -46,7 +46,7 @@ def hub_of(runtime: Runtime) -> WebSocketHub:
     """This process's WebSocket hub (one per runtime)."""
     hub = runtime.extras.get("ws_hub")
     if hub is None:
-        hub = runtime.extras["ws_hub"] = WebSocketHub()
+        hub = runtime.extras["ws_hub"] = WebSocketHub(runtime.redis)
     assert isinstance(hub, WebSocketHub)
     return hub
 
