@@ -528,3 +528,52 @@ def test_client_credentials_connection_runs_the_grant_first(
     with runtime.store() as store:
         conn = store.get_connection("cc", conn_id)
         assert conn is not None and conn.next_refresh_at is not None
+
+
+def test_a_state_is_claimed_once_under_concurrency(
+    client: TestClient, runtime: Runtime, provider: MockProvider
+) -> None:
+    """Eight simultaneous callbacks with one state: exactly one exchange, one success."""
+    import threading
+
+    from freshtoken.api.routes.oauth import http_client
+    from freshtoken.connect import flow
+
+    token = new_session(client, provider)
+    start = client.get(
+        f"/oauth/connect/{KEY}", params={"connect_session_token": token}, follow_redirects=False
+    )
+    consent = httpx.get(start.headers["location"], follow_redirects=False)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(consent.headers["location"]).query).items()}
+    before = provider.stats().get("authorization_code_calls", 0)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def callback() -> None:
+        barrier.wait()
+        try:
+            flow.callback(runtime, query, http_client(runtime))
+            outcomes.append("ok")
+        except flow.FlowError as exc:
+            outcomes.append(exc.error_type)
+
+    threads = [threading.Thread(target=callback) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["ok"] + ["state_err"] * 7
+    assert provider.stats()["authorization_code_calls"] - before == 1
+    assert _count(runtime, Connection) == 1
+
+
+def test_connect_page_lists_the_session_integrations(
+    client: TestClient, provider: MockProvider
+) -> None:
+    """The connect_link page links each allowed integration's flow; a bad token is a 401."""
+    token = new_session(client, provider)
+    page = client.get("/connect", params={"session_token": token})
+    assert page.status_code == 200
+    assert f'href="/oauth/connect/{KEY}?connect_session_token={token}"' in page.text
+    assert OTHER_KEY not in page.text
+    assert client.get("/connect", params={"session_token": "x"}).status_code == 401
