@@ -229,6 +229,19 @@ def test_start_checks_the_session_and_the_integration(
     )
     assert other.status_code == 400
     assert other.json()["error"]["code"] == "integration_not_allowed"
+    override = client.get(
+        f"/oauth/connect/{KEY}",
+        params={"connect_session_token": token, "credentials[oauth_client_id_override]": "x"},
+        follow_redirects=False,
+    )
+    assert override.status_code == 400
+    assert override.json()["error"]["code"] == "invalid_query_params"
+    unknown = client.get(
+        f"/oauth/connect/{KEY}",
+        params={"connect_session_token": token, "bogus": "1"},
+        follow_redirects=False,
+    )
+    assert unknown.status_code == 400
 
 
 def test_authorization_url_has_state_pkce_and_no_open_redirect(

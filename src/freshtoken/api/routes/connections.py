@@ -68,7 +68,8 @@ _TAGS_PARAMETER = {
     "description": "Filter on tags: tags[key]=value (keys are compared lower-cased).",
     "schema": {
         "type": "object",
-        "propertyNames": {"minLength": 1, "maxLength": 64},
+        # No brackets: ``tags[a][b]`` is a nested qs object, which Nango rejects.
+        "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[^\\[\\]]+$"},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
     },
 }

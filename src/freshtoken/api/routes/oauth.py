@@ -80,6 +80,10 @@ def parse_start_query(
             scalars[key] = value
         else:
             raise invalid_query("Unrecognized query parameter", [key])
+    if nested["credentials"]:
+        # Nango allows per-connection OAuth client overrides only where an integration opts in;
+        # freshtoken has no such switch, so it refuses them rather than silently ignoring them.
+        raise invalid_query("Credential overrides are not supported", ["credentials"])
     connection_id = scalars.get("connection_id")
     if connection_id is not None and not 1 <= len(connection_id) <= 255:
         raise invalid_query("connection_id must have 1 to 255 characters", ["connection_id"])
