@@ -2,7 +2,7 @@
 // @nangohq/frontend's auth() popup flows against a live freshtoken API.
 //
 // Input: one JSON object on argv[2]: {chromium, pageUrl, apiUrl, mockUrl, flows: [{name, token,
-// key, mock: {...config switches}}]}. Output: one JSON line {results: {name: {ok|error, popups}}}.
+// key, mock: {...config switches}, options: {...auth() options}}]}. Output: one JSON line {results: {name: {ok|error, popups}}}.
 // Mock provider switches are set over its HTTP control API before each flow.
 import { chromium } from 'playwright-core';
 
@@ -68,8 +68,8 @@ try {
     });
     const before = popups.length;
     const outcome = await page.evaluate(
-      ([host, token, key]) => window.connectWith(host, token, key, 20000),
-      [input.apiUrl, flow.token, flow.key],
+      ([host, token, key, options]) => window.connectWith(host, token, key, 20000, options),
+      [input.apiUrl, flow.token, flow.key, flow.options || null],
     );
     // Give a failed flow's page a moment to load so its __nangoOAuthError can be read.
     await new Promise((r) => setTimeout(r, 300));

@@ -283,6 +283,20 @@ def session_token(rest: httpx.Client, provider: MockProvider) -> str:
 
 
 @pytest.fixture(scope="module")
+def api_key_session(rest: httpx.Client) -> str:
+    """An API-key integration and a session allowed to use it (the popup-free route)."""
+    created = rest.post("/integrations", json={"provider": "api-key", "unique_key": "keys"})
+    assert created.status_code == 200, created.text
+    session = rest.post(
+        "/connect/sessions",
+        json={"end_user": {"id": "browser-user"}, "allowed_integrations": ["keys"]},
+    )
+    assert session.status_code == 201, session.text
+    token: str = session.json()["data"]["token"]
+    return token
+
+
+@pytest.fixture(scope="module")
 def results(
     chromium: str,
     node_dir: Path,
@@ -290,6 +304,7 @@ def results(
     api: dict[str, Any],
     provider: MockProvider,
     session_token: str,
+    api_key_session: str,
 ) -> dict[str, Any]:
     """Run every flow in one browser; the driver's results by flow name."""
     flows = [
@@ -307,6 +322,13 @@ def results(
             "token": session_token,
             "key": KEY,
             "mock": {"corrupt_code_challenge": True},
+        },
+        {
+            # No popup: the SDK POSTs the key cross-origin (CORS) to /api-auth/api-key.
+            "name": "api_key",
+            "token": api_key_session,
+            "key": "keys",
+            "options": {"credentials": {"apiKey": "browser-api-key-1"}},
         },
     ]
     payload = {
@@ -370,6 +392,18 @@ def test_failures_reject_with_nango_error_types(
     assert "error" in outcome, outcome
     assert outcome["error"]["type"] == error_type, outcome
     assert "mock-code-" not in outcome["error"]["message"]
+
+
+def test_api_key_connection_without_a_popup(results: dict[str, Any], rest: httpx.Client) -> None:
+    """auth() with credentials posts cross-origin and resolves; the key is stored."""
+    outcome = results["api_key"]
+    assert "ok" in outcome, outcome
+    assert outcome["ok"]["providerConfigKey"] == "keys"
+    assert outcome["popups"] == []
+    got = rest.get(
+        f"/connections/{outcome['ok']['connectionId']}", params={"provider_config_key": "keys"}
+    )
+    assert got.json()["credentials"] == {"type": "API_KEY", "apiKey": "browser-api-key-1"}
 
 
 def test_failures_store_nothing(results: dict[str, Any], rest: httpx.Client) -> None:
