@@ -8,6 +8,7 @@ does not use today; they are exercised through an operator's providers file over
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -235,3 +236,24 @@ def test_token_response_metadata_keeps_last_segment_strings_and_bools() -> None:
         ("team.id", "team.size", "enterprise", "instance_url", "no"), body
     )
     assert got == {"id": "T1", "enterprise": False, "instance_url": "https://x"}
+
+
+def test_token_params_are_interpolated_for_the_exchange(
+    catalog: ProviderCatalog, tmp_path: Path
+) -> None:
+    """``${connectionConfig.x}`` in token_params is filled; entries without any are unchanged."""
+    github = catalog.get("github")
+    assert github is not None
+    assert authurl.with_interpolated_token_params(github, {}) is github
+    extra = tmp_path / "providers.yaml"
+    extra.write_text(
+        "x:\n    auth_mode: OAUTH2\n    token_url: https://t.example/token\n"
+        "    token_params:\n        audience: ${connectionConfig.aud}\n",
+        encoding="utf-8",
+    )
+    spec = load_catalog(extra).get("x")
+    assert spec is not None
+    filled = authurl.with_interpolated_token_params(spec, {"aud": "api://one"})
+    assert dict(filled.token_params) == {"audience": "api://one"}
+    with pytest.raises(authurl.MissingConnectionConfig):
+        authurl.with_interpolated_token_params(spec, {})

@@ -13,12 +13,14 @@ fails with ``url_param_err`` before anything is stored.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import secrets
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
@@ -176,3 +178,13 @@ def authorization_url(req: AuthorizationRequest) -> str:
             query[key] = extra
     base = urllib.parse.urlunsplit((rendered.scheme, rendered.netloc, rendered.path, "", ""))
     return base + "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+
+
+def with_interpolated_token_params(
+    spec: ProviderSpec, connection_config: Mapping[str, Any]
+) -> ProviderSpec:
+    """The spec with ``${connectionConfig.x}`` in its ``token_params`` filled (for the exchange)."""
+    if not any("${" in value for value in spec.token_params.values()):
+        return spec
+    filled = {k: interpolate(v, connection_config) for k, v in spec.token_params.items()}
+    return dataclasses.replace(spec, token_params=MappingProxyType(filled))

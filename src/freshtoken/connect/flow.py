@@ -416,8 +416,12 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
             if row.code_verifier_enc
             else None
         )
+        try:
+            exchange_spec = authurl.with_interpolated_token_params(spec, row.connection_config)
+        except authurl.MissingConnectionConfig as exc:
+            raise FlowError("url_param_err", str(exc), ctx=ctx) from None
         request = grants.GrantRequest(
-            spec=spec,
+            spec=exchange_spec,
             connection_config=row.connection_config,
             client_id=integration.client_id,
             client_secret=client_secret,
