@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -39,7 +40,10 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     except ConfigError as exc:
         _fail(f"configuration error: {exc}")
         return
-    # Each worker process builds its own runtime from the same environment.
+    # Each worker process builds its own runtime from the same environment; the address goes
+    # there too, so the default FRESHTOKEN_PUBLIC_URL (the OAuth redirect base) is this one.
+    os.environ["FRESHTOKEN_API_HOST"] = host or settings.api_host
+    os.environ["FRESHTOKEN_API_PORT"] = str(port or settings.api_port)
     uvicorn.run(
         "freshtoken.bootstrap:asgi_app",
         factory=True,
@@ -275,6 +279,8 @@ def dev(host: str, port: int | None, demo: bool) -> None:
     migrate.upgrade(runtime.engine)
     settings = runtime.settings
     port = port or settings.api_port
+    # The default FRESHTOKEN_PUBLIC_URL (the OAuth redirect base) is where this listens.
+    runtime.settings = settings = settings.model_copy(update={"api_host": host, "api_port": port})
     start_embedded(runtime, demo=demo)
     click.echo(
         "\n".join(

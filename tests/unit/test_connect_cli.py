@@ -119,3 +119,21 @@ def test_demo_makes_a_connection_through_the_flow(tmp_path: Path) -> None:
     finally:
         provider.stop()
         runtime.close()
+
+
+@pytest.mark.usefixtures("env")
+def test_api_command_makes_its_address_the_default_public_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`freshtoken api --port N` without FRESHTOKEN_PUBLIC_URL: redirects go to that port."""
+    import uvicorn
+
+    from freshtoken.bootstrap import settings_from_env
+
+    monkeypatch.delenv("FRESHTOKEN_PUBLIC_URL")
+    monkeypatch.delenv("FRESHTOKEN_API_PORT", raising=False)
+    monkeypatch.delenv("FRESHTOKEN_API_HOST", raising=False)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(main, ["api", "--port", "4567"])
+    assert result.exit_code == 0, result.output
+    assert settings_from_env().resolved_public_url == "http://127.0.0.1:4567"
