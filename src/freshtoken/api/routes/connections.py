@@ -102,7 +102,7 @@ def get_connection(
         conn = fetch_for_read(store.session, query.provider_config_key, connectionId)
         if conn is None:
             if store.get_integration(query.provider_config_key) is None:
-                raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+                raise ApiError(400, "unknown_provider_config", "Provider does not exist")
             raise ApiError(404, "not_found", "Failed to find connection")
     now = runtime.clock.now()
     conn.last_fetched_at = now  # detached row: changes the response, not the database
