@@ -121,19 +121,24 @@ def test_demo_makes_a_connection_through_the_flow(tmp_path: Path) -> None:
         runtime.close()
 
 
-@pytest.mark.usefixtures("env")
 def test_api_command_makes_its_address_the_default_public_url(
-    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`freshtoken api --port N` without FRESHTOKEN_PUBLIC_URL: redirects go to that port."""
-    import uvicorn
+    import socket
 
+    import freshtoken.cli as cli
     from freshtoken.bootstrap import settings_from_env
 
+    make_runtime(make_settings(tmp_path)).close()  # the schema the command checks for
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     monkeypatch.delenv("FRESHTOKEN_PUBLIC_URL")
     monkeypatch.delenv("FRESHTOKEN_API_PORT", raising=False)
     monkeypatch.delenv("FRESHTOKEN_API_HOST", raising=False)
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
-    result = CliRunner().invoke(main, ["api", "--port", "4567"])
+    monkeypatch.setattr(cli, "_serve", lambda _server, sock: sock.close())
+    environment = {k: v for k, v in env.items() if k != "FRESHTOKEN_PUBLIC_URL"}
+    result = CliRunner().invoke(main, ["api", "--port", str(port)], env=environment)
     assert result.exit_code == 0, result.output
-    assert settings_from_env().resolved_public_url == "http://127.0.0.1:4567"
+    assert settings_from_env().resolved_public_url == f"http://127.0.0.1:{port}"
