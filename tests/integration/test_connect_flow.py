@@ -3,7 +3,8 @@
 The browser is played by the test: the API's redirect is followed to the real mock provider's
 ``/authorize`` (which checks client, redirect URI and PKCE) and its redirect back to
 ``/oauth/callback``; the WebSocket frame ``@nangohq/frontend`` waits for is read from the API's
-root path. ``tests/browser`` runs the same flow in a real Chromium with Nango's frontend SDK.
+root path. ``tests/connect_browser`` runs the same flow in a real Chromium with Nango's frontend
+SDK.
 """
 
 from __future__ import annotations

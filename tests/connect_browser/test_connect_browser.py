@@ -1,7 +1,7 @@
 """The connect flow in a real browser: Nango's frontend SDK, Debian's Chromium, a live API.
 
-``@nangohq/frontend`` **0.71.10** (pinned in ``tests/browser/package.json``, served unchanged as
-ES modules) runs in a page of its own origin and calls ``auth()`` against a live
+``@nangohq/frontend`` **0.71.10** (pinned in ``tests/connect_browser/package.json``, served
+unchanged as ES modules) runs in a page of its own origin and calls ``auth()`` against a live
 ``freshtoken api`` process. The popup goes to the in-process mock provider's ``/authorize``
 (auto-consent, codes bound to client, redirect URI and PKCE challenge) and back to
 ``/oauth/callback``; the SDK's promise must resolve ``{providerConfigKey, connectionId}`` from
@@ -46,7 +46,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 FRONTEND_VERSION = "0.71.10"
 HERE = Path(__file__).parent
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
+# The same override as tests/browser.py (FRESHTOKEN_TEST_CHROMIUM), then Debian's binary.
+CHROMIUM_CANDIDATES = (
+    os.environ.get("FRESHTOKEN_TEST_CHROMIUM", "/usr/bin/chromium"),
+    "chromium",
+    "chromium-browser",
+)
 NPM_INSTALL_TIMEOUT = 240
 DRIVER_TIMEOUT = 240
 KEY = "mock"
