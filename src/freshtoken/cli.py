@@ -15,6 +15,7 @@ from freshtoken.bootstrap import plain_settings, runtime_from_env, settings_from
 from freshtoken.errors import ConfigError
 from freshtoken.ops_report import report
 from freshtoken.preflight import CliError as CliErrorLine
+from freshtoken.providers.check import providers as providers_group
 from freshtoken.settings import Settings
 
 
@@ -569,6 +570,10 @@ def connect(integration: str, connection_id: str, params: tuple[str, ...]) -> No
 # -- report -----------------------------------------------------------------------------------
 
 main.add_command(report)
+
+# -- providers --------------------------------------------------------------------------------
+
+main.add_command(providers_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

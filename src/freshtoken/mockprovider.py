@@ -51,6 +51,8 @@ from types import TracebackType
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+from freshtoken.mock_authmodes import MockAuthModes
+
 __all__ = [
     "INJECTABLE_KINDS",
     "TOKEN_PATH",
@@ -222,6 +224,8 @@ class MockProvider:
         self._last_auth_code: str | None = None
         self._oauth1_temporary: dict[str, Any] = {}  # OAuth 1.0a (freshtoken.mockauthorize)
         self._oauth1_access: dict[str, str] = {}
+        # GitHub-App-like and TWO_STEP-like endpoints (issue #12), in their own module.
+        self.authmodes = MockAuthModes()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -746,6 +750,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == TOKEN_PATH and method == "POST":
             self._token_endpoint(body)
+            return
+        reply = self.provider.authmodes.route(method, path, self.headers.get("Authorization"), body)
+        if reply is not None:
+            self._send_outcome(_Outcome(reply.status, reply.payload))
             return
         try:
             outcome = self._route(method, path, body)

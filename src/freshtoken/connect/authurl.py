@@ -127,7 +127,8 @@ def check_templates(spec: ProviderSpec, connection_config: Mapping[str, Any]) ->
             render(template, connection_config)
     for params in (_catalog_authorization_params(spec), dict(spec.token_params)):
         for value in params.values():
-            interpolate(value, connection_config)
+            if isinstance(value, str):  # nested token_params are the grant's business
+                interpolate(value, connection_config)
 
 
 def _catalog_authorization_params(spec: ProviderSpec) -> dict[str, str]:
@@ -184,7 +185,10 @@ def with_interpolated_token_params(
     spec: ProviderSpec, connection_config: Mapping[str, Any]
 ) -> ProviderSpec:
     """The spec with ``${connectionConfig.x}`` in its ``token_params`` filled (for the exchange)."""
-    if not any("${" in value for value in spec.token_params.values()):
+    if not any(isinstance(v, str) and "${" in v for v in spec.token_params.values()):
         return spec
-    filled = {k: interpolate(v, connection_config) for k, v in spec.token_params.items()}
+    filled = {
+        k: interpolate(v, connection_config) if isinstance(v, str) else v
+        for k, v in spec.token_params.items()
+    }
     return dataclasses.replace(spec, token_params=MappingProxyType(filled))

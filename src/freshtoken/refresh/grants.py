@@ -19,7 +19,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
+from freshtoken.providers.catalog import (
+    ProviderSpec,
+    UrlTemplateError,
+    interpolate_text,
+    render_url,
+)
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -123,23 +128,57 @@ def _basic_auth(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def _post(
-    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
-) -> dict[str, Any]:
-    spec = req.spec
-    headers = {"Accept": "application/json"}
-    if spec.token_request_auth_method == "basic" and req.client_id:  # noqa: S105 - a method name
+@dataclass(frozen=True)
+class TokenRequest:
+    """One request to a token endpoint, fully built but not sent (secrets in memory only)."""
+
+    url: str
+    headers: dict[str, str]
+    params: dict[str, Any]
+    body_format: str = "form"  # form, json or query (parameters in the URL)
+    method: str = "POST"
+
+
+def _client_auth(req: GrantRequest, params: dict[str, Any], headers: dict[str, str]) -> None:
+    """Authenticate the client the way the entry asks (Nango's token_request_auth_method)."""
+    method = req.spec.token_request_auth_method
+    if method == "basic" and req.client_id:
         headers["Authorization"] = _basic_auth(req.client_id, req.client_secret or "")
+    elif method == "custom" and req.client_id:
+        # Nango: "custom" sends the client as username/password form fields (zoominfo).
+        params.setdefault("username", req.client_id)
+        params.setdefault("password", req.client_secret or "")
+    elif method == "private_key_jwt":
+        pass  # client_id and the signed assertion are added by the grant (client_credentials)
     else:
         if req.client_id:
             params.setdefault("client_id", req.client_id)
         if req.client_secret:
             params.setdefault("client_secret", req.client_secret)
+
+
+def prepare(req: GrantRequest, url: str, params: dict[str, Any]) -> TokenRequest:
+    """Build the token request for ``params``: client authentication and body format."""
+    headers = {"Accept": "application/json"}
+    _client_auth(req, params, headers)
+    return TokenRequest(url=url, headers=headers, params=params, body_format=req.spec.body_format)
+
+
+def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[str, Any]:
+    """The one provider call every grant goes through: send, parse JSON, classify failures.
+
+    Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
+    object holds a usable token is the grant's business.
+    """
+    kwargs: dict[str, Any] = {"headers": request.headers}
+    if request.body_format == "json":
+        kwargs["json"] = request.params
+    elif request.body_format == "query":
+        kwargs["params"] = request.params
+    else:
+        kwargs["data"] = request.params
     try:
-        if spec.body_format == "json":
-            response = http.post(url, json=params, headers=headers)
-        else:
-            response = http.post(url, data=params, headers=headers)
+        response = http.request(request.method, request.url, **kwargs)
     except httpx.TimeoutException:
         raise GrantError(TRANSIENT, "timeout") from None
     except httpx.TransportError:
@@ -154,23 +193,41 @@ def _post(
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     if spec.error_in_ok_false and body.get("ok") is False:
         raise classify(spec, 400, body, response.headers)
+    return body
+
+
+def _post(
+    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
+) -> dict[str, Any]:
+    return _expect_token(req, send(http, req.spec, prepare(req, url, params)))
+
+
+def _expect_token(req: GrantRequest, body: dict[str, Any]) -> dict[str, Any]:
     if not (body.get("access_token") or body.get("token")):
         # 200 with an error body (HubSpot/Withings style) or an unusable token response.
         if _error_code(body) is not None:
-            raise classify(spec, 400, body, response.headers)
-        raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
+            raise classify(req.spec, 400, body, {})
+        raise GrantError(TRANSIENT, "invalid_response", http_status=200)
     return body
 
 
 def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
     spec = req.spec
-    template = (spec.refresh_url if prefer_refresh_url else None) or spec.token_url
+    refresh_template = spec.refresh_url if prefer_refresh_url else None
+    grant = "OAUTH2" if prefer_refresh_url else spec.auth_mode
+    template = refresh_template or spec.token_url_for(grant)
     if not template:
         raise GrantError(PERMANENT, "missing_token_url")
     try:
-        return render_url(template, req.connection_config)
+        url = render_url(template, req.connection_config)
     except UrlTemplateError:
         raise GrantError(PERMANENT, "missing_connection_config") from None
+    if prefer_refresh_url and refresh_template is None:
+        # Nango's refresh-token grant posts to the token URL's origin and path only: simple-oauth2
+        # is given tokenHost/tokenPath (packages/shared/lib/clients/oauth2.client.ts), so a query
+        # string in token_url is not sent when refreshing.
+        url = url.split("?", 1)[0].split("#", 1)[0]
+    return url
 
 
 def _string_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -194,6 +251,19 @@ def expiry_from(
     return sent_at + dt.timedelta(seconds=relative)
 
 
+def build_refresh_request(req: GrantRequest, credentials: Mapping[str, Any]) -> TokenRequest:
+    """The refresh-token grant request freshtoken sends for this entry and connection.
+
+    As Nango's generic refresh: ``refresh_params``, else ``token_params``, then
+    ``grant_type=refresh_token`` and the refresh token; ``token_headers`` are not sent
+    (Nango's simple-oauth2 client does not send them on refresh either).
+    """
+    params: dict[str, Any] = _string_params(req.spec.refresh_params or req.spec.token_params)
+    params["grant_type"] = "refresh_token"
+    params["refresh_token"] = str(credentials.get("refresh_token") or "")
+    return prepare(req, _url(req, prefer_refresh_url=True), params)
+
+
 def refresh_oauth2(
     http: httpx.Client,
     req: GrantRequest,
@@ -207,10 +277,7 @@ def refresh_oauth2(
     A response without a refresh token keeps the old one (Dropbox, Google); a new one replaces it.
     """
     old_rt = str(credentials.get("refresh_token") or "")
-    params = _string_params(req.spec.refresh_params or req.spec.token_params)
-    params["grant_type"] = "refresh_token"
-    params["refresh_token"] = old_rt
-    body = _post(http, req, _url(req, prefer_refresh_url=True), params)
+    body = _expect_token(req, send(http, req.spec, build_refresh_request(req, credentials)))
     new_rt = body.get("refresh_token")
     rotated = isinstance(new_rt, str) and bool(new_rt) and new_rt != old_rt
     new_creds: dict[str, Any] = {
@@ -225,6 +292,24 @@ def refresh_oauth2(
     return new_creds, rotated
 
 
+def _cc_params(req: GrantRequest) -> dict[str, str]:
+    config = req.connection_config
+    params: dict[str, str] = {}
+    for key, value in _string_params(req.spec.token_params).items():
+        filled = interpolate_text(value, config)
+        if filled is not None:
+            params[key] = filled
+    params["grant_type"] = "client_credentials"
+    scopes = config.get("oauth_scopes")
+    if isinstance(scopes, str) and scopes:
+        separator = str(req.spec.raw.get("scope_separator") or " ")
+        params["scope"] = separator.join(s.strip() for s in scopes.split(",") if s.strip())
+    extra = config.get("authorization_params")
+    if isinstance(extra, Mapping):
+        params.update({str(k): str(v) for k, v in extra.items() if v is not None})
+    return params
+
+
 def client_credentials(
     http: httpx.Client,
     req: GrantRequest,
@@ -233,14 +318,28 @@ def client_credentials(
     sent_at: dt.datetime,
     default_lifetime: float,
 ) -> dict[str, Any]:
-    """Re-run the client-credentials grant with the connection's own client id and secret."""
-    params = _string_params(req.spec.token_params)
-    params["grant_type"] = "client_credentials"
-    scopes = req.connection_config.get("oauth_scopes")
-    if isinstance(scopes, str) and scopes:
-        params["scope"] = " ".join(s.strip() for s in scopes.split(",") if s.strip())
-    body = _post(http, req, _url(req, prefer_refresh_url=False), params)
-    return {
+    """Re-run the client-credentials grant with the connection's own client id and secret.
+
+    As Nango: ``token_params`` filled from connection_config (a parameter whose placeholder has
+    no value is left out rather than sent as ``${...}``), ``scope`` from ``oauth_scopes`` joined
+    with the entry's ``scope_separator``, ``connection_config.authorization_params`` last.
+    """
+    params = _cc_params(req)
+    url = _url(req, prefer_refresh_url=False)
+    if req.spec.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
+        # Imported here: the authmodes package imports this module.
+        from freshtoken.refresh.authmodes.client_assertion import client_assertion_params
+
+        params.update(
+            client_assertion_params(
+                str(credentials.get("client_id") or ""),
+                credentials.get("client_private_key"),
+                url,
+                sent_at,
+            )
+        )
+    body = _post(http, req, url, params)
+    out = {
         "type": "OAUTH2_CC",
         "token": str(body.get("access_token") or body.get("token")),
         "expires_at": iso(expiry_from(body, sent_at, default_lifetime)),
@@ -248,6 +347,10 @@ def client_credentials(
         "client_secret": credentials.get("client_secret"),
         "raw": body,
     }
+    for kept in ("client_certificate", "client_private_key"):
+        if credentials.get(kept):
+            out[kept] = credentials[kept]
+    return out
 
 
 def authorization_code(

@@ -31,7 +31,7 @@ from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
-from freshtoken.refresh import policy
+from freshtoken.refresh import authmodes, policy
 from freshtoken.refresh.grants import (
     PERMANENT,
     TRANSIENT,
@@ -375,6 +375,10 @@ class RefreshService:
                     self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
                 )
                 rotated = False
+            elif conn.credentials_type in authmodes.GRANTS:
+                # APP, CUSTOM, ...: grant logic in freshtoken.refresh.authmodes (issue #12).
+                context = self.authmode_context(conn, creds, spec, sent_at, lifetime)
+                new_creds, rotated = authmodes.GRANTS[conn.credentials_type](context)
             else:
                 new_creds, rotated = refresh_oauth2(
                     self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
@@ -555,6 +559,33 @@ class RefreshService:
             connection_config=conn.connection_config or {},
             client_id=client_id,
             client_secret=client_secret,
+        )
+
+    def authmode_context(
+        self,
+        conn: Connection,
+        creds: dict[str, Any],
+        spec: ProviderSpec,
+        sent_at: dt.datetime,
+        lifetime: float,
+    ) -> authmodes.AuthModeContext:
+        """What an auth-mode grant needs: the integration's client and GitHub App secrets."""
+        with session_scope(self.session_factory) as session:
+            store = self._store(session)
+            integration = store.get_integration(conn.provider_config_key)
+            client_id = integration.client_id if integration else None
+            client_secret = store.client_secret(integration) if integration else None
+            custom = (store.custom(integration) if integration else None) or {}
+        return authmodes.AuthModeContext(
+            http=self.http,
+            spec=spec,
+            connection_config=conn.connection_config or {},
+            credentials=creds,
+            sent_at=sent_at,
+            default_lifetime=lifetime,
+            client_id=client_id,
+            client_secret=client_secret,
+            integration_custom=custom,
         )
 
     def _store(self, session: Session) -> ConnectionStore:

@@ -15,6 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
+from freshtoken.api.authmode_import import (
+    MINTED_ON_IMPORT,
+    authmode_credentials,
+    import_connection_config,
+    mint_on_import,
+)
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
 from freshtoken.api.schemas import (
@@ -39,6 +45,7 @@ from freshtoken.api.serialize import (
     connection_full,
     connection_list_item,
 )
+from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionFilters, fetch_for_read
@@ -120,6 +127,8 @@ def get_connection(
             exc.message,
             payload={"connection": connection_denied(shown, exc.log_id)},
         )
+    if query.refresh_github_app_jwt_token and conn.credentials_type in APP_TYPES:
+        credentials = with_fresh_app_jwt(runtime, conn, credentials)
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=query.refresh_token)
     )
@@ -220,6 +229,10 @@ def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
             **_present(token=creds.token, expires_at=creds.expires_at),
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
+            **_present(
+                client_certificate=creds.client_certificate,
+                client_private_key=creds.client_private_key,
+            ),
             "raw": (
                 creds.raw
                 if creds.raw is not None
@@ -231,8 +244,9 @@ def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
         return {"type": "OAUTH1", **token, "raw": dict(token)}
     if isinstance(creds, ApiKeyCredentialsIn):
         return {"type": "API_KEY", "apiKey": creds.apiKey}
-    assert isinstance(creds, BasicCredentialsIn)
-    return {"type": "BASIC", "username": creds.username, "password": creds.password}
+    if isinstance(creds, BasicCredentialsIn):
+        return {"type": "BASIC", "username": creds.username, "password": creds.password}
+    return authmode_credentials(creds)
 
 
 def _present(**fields: Any) -> dict[str, Any]:
@@ -267,11 +281,12 @@ def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
                 ["credentials", "type"],
             )
         credentials = stored_credentials(body.credentials)
+        connection_config = import_connection_config(body.credentials, body.connection_config)
         conn, _created = store.upsert_connection(
             integration,
             connection_id=body.connection_id or str(uuid.uuid4()),
             credentials=credentials,
-            connection_config=body.connection_config,
+            connection_config=connection_config,
             metadata=body.metadata,
             tags=dict(body.tags) if body.tags is not None else None,
             end_user=body.end_user.model_dump() if body.end_user is not None else None,
@@ -279,6 +294,9 @@ def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
         if body.webhook_url_override is not None:
             conn.webhook_url_override = body.webhook_url_override or None
         store.session.flush()
+    if body.credentials.type in MINTED_ON_IMPORT:
+        # Nango mints a GitHub App installation token on import; here through the refresh core.
+        conn, credentials = mint_on_import(runtime, conn)
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=False), status_code=201
     )
