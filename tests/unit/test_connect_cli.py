@@ -135,8 +135,9 @@ def test_api_command_makes_its_address_the_default_public_url(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.delenv("FRESHTOKEN_PUBLIC_URL")
-    monkeypatch.delenv("FRESHTOKEN_API_PORT", raising=False)
-    monkeypatch.delenv("FRESHTOKEN_API_HOST", raising=False)
+    # The command writes these to os.environ (for its workers): setenv makes the test undo it.
+    monkeypatch.setenv("FRESHTOKEN_API_PORT", "3003")
+    monkeypatch.setenv("FRESHTOKEN_API_HOST", "127.0.0.1")
     monkeypatch.setattr(cli, "_serve", lambda _server, sock: sock.close())
     environment = {k: v for k, v in env.items() if k != "FRESHTOKEN_PUBLIC_URL"}
     result = CliRunner().invoke(main, ["api", "--port", str(port)], env=environment)
