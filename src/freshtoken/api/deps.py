@@ -199,9 +199,7 @@ def tag_filters(request: Request) -> dict[str, str]:
         if not _is_tag_param(param):
             continue
         key = param[5:-1]
-        # A bracket in the key is a nested qs object (``tags[][x]``), which Nango's zod rejects.
-        nested = "[" in key or "]" in key
-        if nested or not 1 <= len(key) <= 64 or not 1 <= len(value) <= 255:
+        if not 1 <= len(key) <= 64 or not 1 <= len(value) <= 255:
             raise ApiError(
                 400,
                 "invalid_query_params",

@@ -75,8 +75,7 @@ _TAGS_PARAMETER = {
     "description": "Filter on tags: tags[key]=value (keys are compared lower-cased).",
     "schema": {
         "type": "object",
-        # No brackets: ``tags[a][b]`` is a nested qs object, which Nango rejects.
-        "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[^\\[\\]]+$"},
+        "propertyNames": {"minLength": 1, "maxLength": 64},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
     },
 }
