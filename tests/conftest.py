@@ -24,6 +24,7 @@ from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
 from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.settings import Settings, generate_key, generate_secret_key
+from tests.hostile import HostileProvider
 
 SECRET_KEY = generate_secret_key()
 ENCRYPTION_KEY = generate_key()
@@ -176,6 +177,14 @@ def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def snapshot(runtime: Runtime) -> Callable[[], dict[str, list[tuple[Any, ...]]]]:
     """A function returning every stored row, for "nothing changed" assertions."""
     return lambda: table_rows(runtime.engine)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileProvider]:
+    """The hostile provider (tests/hostile.py): a real HTTP server on 127.0.0.1 that trickles
+    bytes, sends huge bodies, echoes secrets, redirects and answers with control characters."""
+    with HostileProvider() as provider:
+        yield provider
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

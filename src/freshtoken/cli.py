@@ -174,6 +174,24 @@ def db_upgrade(revision: str) -> None:
     runtime = runtime_from_env()
     migrate.upgrade(runtime.engine, revision)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        # Data migration through the rotation machinery: older ciphertexts (v1, or under an old
+        # key) are rewritten bound to their row's binding (v2). Resumable and idempotent.
+        from freshtoken.keyrotation import rotate_keys
+
+        report = rotate_keys(runtime)
+        if report.connections or report.integrations:
+            click.echo(
+                f"re-encrypted {report.connections} connection(s) and "
+                f"{report.integrations} integration secret(s)"
+            )
+        if report.undecryptable:
+            click.echo(
+                "freshtoken: could not decrypt (left as they are): "
+                + ", ".join(report.undecryptable),
+                err=True,
+            )
+            raise SystemExit(1)
 
 
 @db.command("check")
@@ -229,11 +247,67 @@ def keys_rotate(batch_size: int) -> None:
                 "connections": report.connections,
                 "integrations": report.integrations,
                 "skipped_concurrent": report.skipped_concurrent,
+                "undecryptable": report.undecryptable,
                 "remaining": pending_count(runtime),
                 "current_key_id": runtime.cipher.current_key_id,
             }
         ).decode()
     )
+    if report.undecryptable:
+        # The rest are rotated; these rows need a human (restore the old key, or re-import).
+        click.echo(
+            f"freshtoken: {len(report.undecryptable)} row(s) could not be decrypted and were "
+            f"left as they are: {', '.join(report.undecryptable)}",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--name", required=True, help="What the key is for (shown by `keys list`).")
+def keys_create(scope: str, name: str) -> None:
+    """Create a scoped API key and print it once (only its SHA-256 is stored)."""
+    from freshtoken.apikeys import create_key
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        row, key = create_key(store.session, name=name, scope=scope, now=runtime.clock.now())
+        click.echo(orjson.dumps({"id": row.id, "name": name, "scope": scope, "key": key}).decode())
+    click.echo("freshtoken: store the key now; it cannot be shown again", err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List the scoped API keys (id, name, scope, hint, created, revoked), one JSON per line."""
+    from freshtoken.apikeys import list_keys
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        for row in list_keys(store.session):
+            line = {
+                "id": row.id,
+                "name": row.name,
+                "scope": row.scope,
+                "hint": row.hint + "...",
+                "created_at": row.created_at.isoformat(),
+                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            }
+            click.echo(orjson.dumps(line).decode())
+
+
+@keys.command("revoke")
+@click.argument("key_id_or_name")
+def keys_revoke(key_id_or_name: str) -> None:
+    """Revoke a scoped API key by id or name (the API stops accepting it within 2 seconds)."""
+    from freshtoken.apikeys import revoke_key
+
+    runtime = runtime_from_env()
+    with runtime.store() as store:
+        revoked = [r.id for r in revoke_key(store.session, key_id_or_name, runtime.clock.now())]
+    if not revoked:
+        _fail(f"no live API key with id or name {key_id_or_name!r}")
+    click.echo(orjson.dumps({"revoked": revoked}).decode())
 
 
 # -- refresh ----------------------------------------------------------------------------------

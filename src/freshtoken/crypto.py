@@ -1,9 +1,17 @@
 """Encryption at rest: AES-256-GCM with a key ring, a fresh nonce per write and row-bound AAD.
 
-A stored value looks like ``v1.<key id>.<base64(nonce || ciphertext || tag)>``. The key id lets
+A stored value looks like ``v2.<key id>.<base64(nonce || ciphertext || tag)>``. The key id lets
 old ciphertexts be read after a rotation (``FRESHTOKEN_ENCRYPTION_OLD_KEYS``) and lets
 ``freshtoken keys rotate`` find rows still under an old key. The associated data names the table,
 the row and the field, so a ciphertext copied into another row or field fails to decrypt.
+
+``v2`` (issue 10) also binds the clear-text columns that decide where a secret is sent and whose
+it is (:func:`bound_aad`: for a connection its provider_config_key, connection_id, provider and
+the text values of connection_config; for an integration its unique_key and provider). Someone
+with write access to the database who renames a connection or points its token_url elsewhere
+gets a row that no longer decrypts: it is neither served nor refreshed. ``v1`` values (row,
+table and field only) are still read; ``freshtoken db upgrade`` and ``freshtoken keys rotate``
+rewrite them as ``v2``.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from freshtoken.errors import DecryptionError
 
-_VERSION = "v1"
+_VERSION = "v1"  # associated data: table, row, field
+BOUND_VERSION = "v2"  # associated data: table, row, field and the row's binding (bound_aad)
+_VERSIONS = frozenset({_VERSION, BOUND_VERSION})
 _NONCE_BYTES = 12  # 96-bit nonces: the size GCM is designed for
 
 
@@ -33,6 +43,20 @@ def key_id(key: bytes) -> str:
 def aad_for(table: str, row_id: int, field: str) -> bytes:
     """The associated data binding a ciphertext to one field of one row."""
     return f"freshtoken:{table}:{row_id}:{field}".encode()
+
+
+def bound_aad(table: str, row_id: int, field: str, binding: Mapping[str, Any]) -> bytes:
+    """The ``v2`` associated data: :func:`aad_for` plus the row's binding, canonical JSON."""
+    return (
+        aad_for(table, row_id, field)
+        + b":"
+        + orjson.dumps(dict(binding), option=orjson.OPT_SORT_KEYS)
+    )
+
+
+def version_of(token: str) -> str:
+    """The format version of a stored value (``v1`` or ``v2``), without decrypting it."""
+    return token.split(".", 1)[0]
 
 
 class Cipher:
@@ -52,11 +76,15 @@ class Cipher:
         """The id of the key new ciphertexts are written under."""
         return self._current_id
 
-    def encrypt(self, plaintext: bytes, aad: bytes) -> str:
-        """Encrypt under the current key with a fresh random nonce."""
+    def encrypt(self, plaintext: bytes, aad: bytes, *, version: str = _VERSION) -> str:
+        """Encrypt under the current key with a fresh random nonce.
+
+        ``version`` only labels the value (``v2`` when ``aad`` came from :func:`bound_aad`), so a
+        reader knows which associated data to rebuild.
+        """
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._keys[self._current_id].encrypt(nonce, plaintext, aad)
-        return f"{_VERSION}.{self._current_id}.{base64.b64encode(nonce + sealed).decode()}"
+        return f"{version}.{self._current_id}.{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, aad: bytes) -> bytes:
         """Decrypt a value written by :meth:`encrypt` for the same associated data."""
@@ -64,7 +92,7 @@ class Cipher:
             version, kid, body = token.split(".", 2)
         except ValueError:
             raise DecryptionError("stored value is not a freshtoken ciphertext") from None
-        if version != _VERSION:
+        if version not in _VERSIONS:
             raise DecryptionError(f"unknown ciphertext version {version!r}")
         aes = self._keys.get(kid)
         if aes is None:
@@ -76,9 +104,9 @@ class Cipher:
             # Deliberately vague: wrong row, wrong field and tampering look the same.
             raise DecryptionError("ciphertext failed authentication") from None
 
-    def encrypt_json(self, value: Any, aad: bytes) -> str:
+    def encrypt_json(self, value: Any, aad: bytes, *, version: str = _VERSION) -> str:
         """Serialise with orjson and encrypt."""
-        return self.encrypt(orjson.dumps(value), aad)
+        return self.encrypt(orjson.dumps(value), aad, version=version)
 
     def decrypt_json(self, token: str, aad: bytes) -> Any:
         """Decrypt and parse a value written by :meth:`encrypt_json`."""
@@ -90,5 +118,10 @@ class Cipher:
         return parts[1] if len(parts) == 3 else ""
 
     def is_current(self, token: str) -> bool:
-        """True when the value is already under the current key."""
-        return self.key_id_of(token) == self._current_id
+        """True when the value is already under the current key, in the bound format."""
+        return token.startswith(self.current_prefix)
+
+    @property
+    def current_prefix(self) -> str:
+        """What every up-to-date stored value starts with (bound format, current key)."""
+        return f"{BOUND_VERSION}.{self._current_id}."

@@ -5,17 +5,23 @@ Procedure: deploy the new key as ``FRESHTOKEN_ENCRYPTION_KEY`` with the previous
 in batches, each its own transaction, selecting only rows not yet under the current key, so an
 interrupted run resumes where it stopped and no row is ever left unreadable. Connection rows are
 rewritten with a compare-and-set on ``version`` so a concurrent refresh is never overwritten.
+Values in the older ``v1`` format (associated data without the row's binding) count as "not
+under the current key", so the same run is the migration to ``v2`` (see :mod:`freshtoken.crypto`).
+
+A row that cannot be decrypted (tampered, or under a key no process has any more) is skipped and
+reported by id at the end; the rest are rotated, and the CLI exits non-zero.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, update
 
-from freshtoken.crypto import aad_for
+from freshtoken.errors import DecryptionError
+from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection, Integration
 
@@ -27,11 +33,16 @@ class RotationReport:
     connections: int = 0
     integrations: int = 0
     skipped_concurrent: int = 0
+    # "connection:<pk>" / "integration:<unique_key>" of rows that failed to decrypt (left as is).
+    undecryptable: list[str] = field(default_factory=list)
+
+
+log = get_logger("freshtoken.keyrotation")
 
 
 def pending_count(runtime: Runtime) -> int:
     """How many stored secrets are not under the current key."""
-    prefix = f"v1.{runtime.cipher.current_key_id}.%"
+    prefix = f"{runtime.cipher.current_prefix}%"
     with runtime.store() as store:
         conns = store.session.scalar(
             select(func.count())
@@ -60,7 +71,7 @@ def rotate_keys(
     """Re-encrypt all connection credentials and integration secrets under the current key."""
     report = RotationReport()
     cipher = runtime.cipher
-    prefix = f"v1.{cipher.current_key_id}.%"
+    prefix = f"{cipher.current_prefix}%"
     after = 0
     while True:
         with runtime.store() as store:
@@ -70,8 +81,13 @@ def rotate_keys(
             for row in rows:
                 after = row.id
                 assert row.credentials_enc is not None
-                aad = aad_for("connections", row.id, "credentials")
-                fresh = cipher.encrypt(cipher.decrypt(row.credentials_enc, aad), aad)
+                try:
+                    # Read with whatever associated data the value was written with (v1 or v2),
+                    # written back bound (v2): this is also the v1 -> v2 migration.
+                    fresh = store.encrypt_credentials(row.id, store.credentials(row), row)
+                except DecryptionError as exc:
+                    _skip(report, f"connection:{row.id}", exc)
+                    continue
                 result = store.session.execute(
                     update(Connection)
                     .where(Connection.id == row.id, Connection.version == row.version)
@@ -94,10 +110,12 @@ def rotate_keys(
         ).all()
         for integ in integrations:
             assert integ.client_secret_enc is not None
-            aad = aad_for("integrations", integ.id, "client_secret")
-            integ.client_secret_enc = cipher.encrypt(
-                cipher.decrypt(integ.client_secret_enc, aad), aad
-            )
+            try:
+                plain = store.client_secret(integ)
+            except DecryptionError as exc:
+                _skip(report, f"integration:{integ.unique_key}", exc)
+                continue
+            store.set_client_secret(integ, plain)
             report.integrations += 1
         if progress and integrations:
             progress(len(integrations))
@@ -108,6 +126,16 @@ def rotate_keys(
             .where(~Integration.custom_enc.like(prefix))
         ).all():
             assert integ.custom_enc is not None
-            aad = aad_for("integrations", integ.id, "custom")
-            integ.custom_enc = cipher.encrypt(cipher.decrypt(integ.custom_enc, aad), aad)
+            try:
+                custom = store.custom(integ)
+            except DecryptionError as exc:
+                _skip(report, f"integration:{integ.unique_key}:custom", exc)
+                continue
+            store.set_custom(integ, custom)
     return report
+
+
+def _skip(report: RotationReport, row: str, exc: DecryptionError) -> None:
+    # The error names the failure (authentication, unknown key id), never the ciphertext.
+    report.undecryptable.append(row)
+    log.error("keys.rotate.undecryptable", row=row, error=str(exc))

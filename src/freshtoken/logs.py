@@ -64,8 +64,12 @@ _registered_lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
-    """Scrub this exact value from every log line (for process-wide keys such as the API key)."""
-    if value and len(value) >= 8:  # shorter values would redact ordinary words
+    """Scrub this exact value from every log line (for process-wide keys such as the API key).
+
+    Whatever its length: a short key is a weak key (production refuses one), but while it is in
+    use it must not appear in a line either, even if that redacts an ordinary word or two.
+    """
+    if value:
         with _registered_lock:
             _registered.add(value)
 

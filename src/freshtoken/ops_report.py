@@ -46,6 +46,7 @@ from typing import IO, Any, Generic, TypeVar
 import click
 import orjson
 
+from freshtoken.outbound import sanitize_provider_text
 from freshtoken.refresh.service import OUTCOMES, TRIGGERS
 
 RELATIVE_ACCURACY = 0.01
@@ -326,7 +327,11 @@ def _num(value: Any) -> float | None:
 
 
 def _text(value: Any, default: str) -> str:
-    return value if isinstance(value, str) and value else default
+    # Log fields can hold provider-chosen text from older versions: never print escapes or
+    # control characters to a terminal.
+    if not isinstance(value, str) or not value:
+        return default
+    return sanitize_provider_text(value, limit=512) or default
 
 
 class LogStats:
@@ -541,7 +546,7 @@ class LogStats:
         else:
             self.failing.move_to_end(key)
         entry.failures += 1
-        entry.error_code = _text(o.get("error_code"), UNKNOWN)
+        entry.error_code = _text(o.get("error_code"), UNKNOWN)[:64]
         entry.error_class = _text(o.get("error_class"), "-")
         entry.http_status = (
             None if isinstance(status, bool) or not isinstance(status, int) else status
@@ -655,9 +660,9 @@ def _not_before(ts: str, other: str) -> bool:
 
 
 def _connection_key(o: dict[str, Any]) -> tuple[str, str]:
-    connection = o.get("connection_id")
-    if not isinstance(connection, str) or not connection:
-        connection = f"pk:{o.get('connection_pk')}"
+    connection = _text(o.get("connection_id"), "")
+    if not connection:
+        connection = f"pk:{_text(str(o.get('connection_pk')), UNKNOWN)}"
     return _text(o.get("provider_config_key"), UNKNOWN), connection
 
 

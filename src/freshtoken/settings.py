@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import secrets
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 
+    # Outbound policy (issue 10, see freshtoken.outbound). Development always allows private
+    # addresses (the mock provider listens on 127.0.0.1); production needs one of these.
+    outbound_allow_private: bool = False
+    outbound_allow_hosts: str = ""  # comma-separated host names or IP addresses
+    provider_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Without Redis, locks are OS file locks on this machine: declare that no other host runs
+    # freshtoken against the same server database (production refuses otherwise).
+    single_host: bool = False
+    # /docs and /openapi.json without a key; unset = on in development, off in production.
+    public_docs: bool | None = None
     # Auth webhooks (issue 14), Nango's names: nothing is sent unless a URL is set.
     webhook_url: str | None = None
     webhook_secondary_url: str | None = None
@@ -139,6 +151,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return postgres_driver_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'freshtoken.db').as_posix()}"
+
+    @property
+    def docs_public(self) -> bool:
+        """Whether /docs and /openapi.json are served (to anyone: the docs page has no key)."""
+        if self.public_docs is not None:
+            return self.public_docs
+        return self.env == "development"
 
     @property
     def embedded(self) -> bool:
@@ -206,6 +225,49 @@ def decode_key(value: str, variable: str) -> bytes:
     return raw
 
 
+MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_BITS = 96.0
+
+
+def _estimated_bits(value: str) -> float:
+    """Shannon estimate of a string's entropy in bits (its length times bits per character)."""
+    counts = Counter(value)
+    total = len(value)
+    per_char = -sum(n / total * math.log2(n / total) for n in counts.values())
+    return per_char * total
+
+
+def check_key_strength(settings: Settings) -> None:
+    """Refuse keys an attacker could guess (production only; one-line ConfigError).
+
+    The API key must be at least 32 characters with an estimated 96 bits of entropy (a random
+    hex or base64 string passes; ``aaaa...`` or a word repeated does not). An encryption key
+    that is one byte repeated (all zeros, the usual placeholder) is refused too.
+    """
+    secret = settings.secret_key_value()
+    if len(secret) < MIN_SECRET_KEY_LENGTH or _estimated_bits(secret) < MIN_SECRET_KEY_BITS:
+        raise ConfigError(
+            "FRESHTOKEN_SECRET_KEY is too weak for FRESHTOKEN_ENV=production: use at least "
+            f"{MIN_SECRET_KEY_LENGTH} random characters (freshtoken keys generate)"
+        )
+    current, old = settings.encryption_keys()
+    for variable, key in [
+        ("FRESHTOKEN_ENCRYPTION_KEY", current),
+        *(("FRESHTOKEN_ENCRYPTION_OLD_KEYS", k) for k in old),
+    ]:
+        if len(set(key)) <= 1:
+            raise ConfigError(
+                f"{variable} is one byte repeated, not a random key (freshtoken keys generate)"
+            )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it 0700: it holds keys and the SQLite database."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
 def generate_key() -> str:
     """A new random encryption key, base64 of 32 bytes."""
     return base64.b64encode(secrets.token_bytes(32)).decode()
@@ -244,12 +306,16 @@ def resolve_dev_keys(settings: Settings) -> tuple[Settings, list[str]]:
     ]
     if not missing:
         settings.encryption_keys()  # validate early, with a one-line error naming the variable
+        if settings.env == "production":
+            check_key_strength(settings)
         return settings, []
     if settings.env == "production":
         raise ConfigError(f"{missing[0]} is required when FRESHTOKEN_ENV=production")
     keys_file = settings.data_dir / "keys.json"
     stored: dict[str, str] = {}
+    make_private_dir(settings.data_dir)
     if keys_file.exists():
+        os.chmod(keys_file, 0o600)  # a keys file left readable by an older version
         stored = orjson.loads(keys_file.read_bytes())
     generated: list[str] = []
     if "FRESHTOKEN_SECRET_KEY" in missing and "secret_key" not in stored:
@@ -259,9 +325,11 @@ def resolve_dev_keys(settings: Settings) -> tuple[Settings, list[str]]:
         stored["encryption_key"] = generate_key()
         generated.append("FRESHTOKEN_ENCRYPTION_KEY")
     if generated:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = keys_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_CREAT's mode only applies to a new file: a left-over keys.tmp keeps its own mode,
+        # and the rename would carry it onto keys.json.
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(orjson.dumps(stored, option=orjson.OPT_INDENT_2))
         tmp.replace(keys_file)

@@ -140,7 +140,7 @@ def test_no_secret_is_readable_in_any_row(pg_runtime: Runtime, imported: dict[st
     for visible in ("visible-conn-oauth", "visible-conn-apikey", "visible-client-id"):
         assert visible in rows and visible in dump
     assert "visible-tenant" in rows and "visible-metadata" in rows
-    assert rows.count("v1.") >= len(imported["pks"]) + 2
+    assert rows.count("v2.") >= len(imported["pks"]) + 2
     for name, secret in imported["secrets"].items():
         assert secret not in rows, name
         assert secret not in dump, name

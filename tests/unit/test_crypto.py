@@ -55,7 +55,8 @@ def test_old_keys_decrypt_and_current_key_encrypts() -> None:
     ring = Cipher(new, [old])
     assert ring.decrypt(token, b"aad") == b"v"
     assert not ring.is_current(token)
-    assert ring.is_current(ring.encrypt(b"v", b"aad"))
+    assert not ring.is_current(ring.encrypt(b"v", b"aad"))  # v1: not bound, due for rotation
+    assert ring.is_current(ring.encrypt(b"v", b"aad", version="v2"))
 
 
 def test_unknown_key_and_tampering_are_errors() -> None:

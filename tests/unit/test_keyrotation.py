@@ -18,7 +18,7 @@ from tests.support import SECRET_KEY, make_runtime, make_settings
 
 from freshtoken import logs
 from freshtoken.cli import main
-from freshtoken.crypto import Cipher, aad_for, key_id
+from freshtoken.crypto import Cipher, key_id
 from freshtoken.errors import DecryptionError
 from freshtoken.keyrotation import pending_count, rotate_keys
 from freshtoken.runtime import Runtime
@@ -113,28 +113,31 @@ def _assert_all_under_b_only(rt: Runtime) -> None:
     only_b = Cipher(_raw(KEY_B))
     only_a = Cipher(_raw(KEY_A))
     assert len(conns) == len(CREDENTIALS) and len(integs) == 1
-    for pk, token in conns.items():
-        assert token.startswith(f"v1.{key_id(_raw(KEY_B))}.")
-        aad = aad_for("connections", pk, "credentials")
-        assert only_b.decrypt_json(token, aad) in CREDENTIALS
-        with pytest.raises(DecryptionError):
-            only_a.decrypt(token, aad)
-    decrypted = sorted(
-        only_b.decrypt_json(t, aad_for("connections", pk, "credentials"))["type"]
-        for pk, t in conns.items()
-    )
-    assert decrypted == sorted(c["type"] for c in CREDENTIALS)
-    for pk, token in integs.items():
-        assert token.startswith(f"v1.{key_id(_raw(KEY_B))}.")
-        secret = only_b.decrypt(token, aad_for("integrations", pk, "client_secret"))
-        assert secret.decode() == CLIENT_SECRET
+    with rt.store() as store:
+        rows = {c.id: c for c in store.session.scalars(select(Connection))}
+        integ_rows = {i.id: i for i in store.session.scalars(select(Integration))}
+        b_store = ConnectionStore(store.session, only_b, rt.clock)
+        a_store = ConnectionStore(store.session, only_a, rt.clock)
+        decrypted = []
+        for pk, token in conns.items():
+            # v2: bound to the row's binding, under key B only.
+            assert token.startswith(f"v2.{key_id(_raw(KEY_B))}.")
+            creds = b_store.credentials(rows[pk])
+            assert creds in CREDENTIALS
+            decrypted.append(creds["type"])
+            with pytest.raises(DecryptionError):
+                a_store.credentials(rows[pk])
+        assert sorted(decrypted) == sorted(c["type"] for c in CREDENTIALS)
+        for pk, token in integs.items():
+            assert token.startswith(f"v2.{key_id(_raw(KEY_B))}.")
+            assert b_store.client_secret(integ_rows[pk]) == CLIENT_SECRET
 
 
 def test_everything_starts_under_key_a(under_a: Runtime, under_b: Runtime) -> None:
     """Before rotation all ciphertexts carry key A's id and the new runtime still reads them."""
     conns, integs = _stored(under_a)
     for token in [*conns.values(), *integs.values()]:
-        assert token.startswith(f"v1.{key_id(_raw(KEY_A))}.")
+        assert token.startswith(f"v2.{key_id(_raw(KEY_A))}.")
     assert pending_count(under_a) == 0
     assert pending_count(under_b) == len(CREDENTIALS) + 1
     with under_b.store() as store:
@@ -294,9 +297,55 @@ def test_cli_keys_rotate_prints_a_json_summary(
             "connections": 5,
             "integrations": 1,
             "skipped_concurrent": 0,
+            "undecryptable": [],
             "remaining": 0,
             "current_key_id": key_id(_raw(KEY_B)),
         }
     ]
     assert KEY_A not in result.output and KEY_B not in result.output
     _assert_all_under_b_only(under_a)
+
+
+def _tamper(rt: Runtime) -> int:
+    """Copy c1's ciphertext over c0's (its AAD names another row): c0 cannot be decrypted."""
+    with rt.store() as store:
+        rows = {c.connection_id: c for c in store.session.scalars(select(Connection))}
+        rows["c0"].credentials_enc = rows["c1"].credentials_enc
+        return rows["c0"].id
+
+
+def test_rotation_skips_an_undecryptable_row_and_rotates_the_rest(under_b: Runtime) -> None:
+    """One tampered row is skipped and reported by id; every other row is rotated."""
+    bad = _tamper(under_b)
+    report = rotate_keys(under_b, batch_size=2)
+    assert report.undecryptable == [f"connection:{bad}"]
+    assert (report.connections, report.integrations) == (len(CREDENTIALS) - 1, 1)
+    assert pending_count(under_b) == 1
+    conns, integs = _stored(under_b)
+    prefix = f"v2.{key_id(_raw(KEY_B))}."
+    assert [pk for pk, t in conns.items() if not t.startswith(prefix)] == [bad]
+    assert all(t.startswith(prefix) for t in integs.values())
+
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_cli_rotation_with_an_undecryptable_row_exits_non_zero(
+    under_a: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI rotates the rest, names the bad row's id and exits 1."""
+    for name in ("FRESHTOKEN_REDIS_URL", "FRESHTOKEN_PROVIDERS_FILE", "FRESHTOKEN_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    bad = _tamper(under_a)
+    env = {
+        "FRESHTOKEN_DATABASE_URL": under_a.settings.resolved_database_url,
+        "FRESHTOKEN_ENCRYPTION_KEY": KEY_B,
+        "FRESHTOKEN_ENCRYPTION_OLD_KEYS": KEY_A,
+        "FRESHTOKEN_SECRET_KEY": SECRET_KEY,
+        "FRESHTOKEN_DATA_DIR": str(tmp_path),
+        "FRESHTOKEN_LOG_LEVEL": "WARNING",
+    }
+    result = CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"connection:{bad}" in result.stderr
+    summary = json.loads(next(x for x in result.stdout.splitlines() if '"remaining"' in x))
+    assert summary["undecryptable"] == [f"connection:{bad}"]
+    assert (summary["connections"], summary["integrations"], summary["remaining"]) == (4, 1, 1)

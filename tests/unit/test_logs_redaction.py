@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from sqlalchemy import update
 from tests.support import (
     ENCRYPTION_KEY,
     SECRET_KEY,
@@ -27,7 +26,6 @@ from freshtoken.logs import REDACTED, configure_logging, get_logger
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.service import RefreshService
 from freshtoken.store.credentials import iso
-from freshtoken.store.models import Connection
 
 _NAMED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "httpx", "httpcore")
 
@@ -310,6 +308,9 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
         http_read_timeout=0.5,
         lock_ttl_seconds=3.0,
         lock_wait_seconds=2.0,
+        # Every trigger takes a rate-limit slot now, and this TTL leaves a scheduled refresh no
+        # time to wait for one: unlimited, so each refresh reaches the provider as the test needs.
+        provider_rate_limit_per_second=0,
     )
     config = MockProviderConfig(client_id="leak-client", client_secret=client_secret)
     with MockProvider(config) as provider:
@@ -372,11 +373,13 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
                 logging.getLogger("celery").exception("task failed: %r", creds)
 
             with rt.store() as store:
-                store.session.execute(
-                    update(Connection)
-                    .where(Connection.id == pks["orphan"])
-                    .values(provider="no-such-provider")
-                )
+                # A provider the catalog no longer has (re-encrypted through the store: a raw
+                # UPDATE of the column would now fail the row's integrity check instead).
+                orphan_row = store.get_connection_by_pk(pks["orphan"])
+                assert orphan_row is not None
+                orphan_creds = store.credentials(orphan_row)
+                orphan_row.provider = "no-such-provider"
+                store.set_credentials(orphan_row, orphan_creds)
             orphan = service.refresh(pks["orphan"], trigger="manual", force=True)
             assert orphan.error is not None and orphan.error.error_code == "unknown_provider"
 

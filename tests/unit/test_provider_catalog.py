@@ -17,6 +17,7 @@ from freshtoken.providers import (
     load_catalog,
     render_url,
 )
+from freshtoken.providers.catalog import UrlHostError
 
 # Every name the brief requires; all are OAUTH2 except freshdesk, whose API
 # only supports API-key Basic auth.
@@ -336,16 +337,18 @@ def test_generic_oauth2_token_url_is_not_encoded() -> None:
 
 def test_plain_values_are_percent_encoded() -> None:
     """A value with URL syntax in it cannot add path segments or a query string."""
-    rendered = render_url("https://${subdomain}.zendesk.com/oauth/tokens", {"subdomain": "a/b?c"})
-    assert rendered == "https://a%2Fb%3Fc.zendesk.com/oauth/tokens"
+    rendered = render_url("https://api.example.com/${tenant}/tokens", {"tenant": "a/b?c"})
+    assert rendered == "https://api.example.com/a%2Fb%3Fc/tokens"
+    with pytest.raises(UrlHostError):
+        render_url("https://${subdomain}.zendesk.com/oauth/tokens", {"subdomain": "a/b?c"})
 
 
-def test_url_value_inside_a_template_is_encoded() -> None:
-    """Only a placeholder that opens the template may hold a raw URL."""
-    rendered = render_url(
-        "https://${subdomain}.myshopify.com/x", {"subdomain": "https://evil.example"}
-    )
-    assert rendered == "https://https%3A%2F%2Fevil.example.myshopify.com/x"
+def test_url_value_inside_a_template_is_refused_in_the_host() -> None:
+    """Only a placeholder that opens the template may hold a raw URL; in a host it is refused."""
+    with pytest.raises(UrlHostError):
+        render_url("https://${subdomain}.myshopify.com/x", {"subdomain": "https://evil.example"})
+    rendered = render_url("https://shop.example/${path}", {"path": "https://evil.example"})
+    assert rendered == "https://shop.example/https%3A%2F%2Fevil.example"
 
 
 def test_credentials_prefix_and_numbers_render() -> None:
@@ -697,4 +700,9 @@ def test_whole_url_fallback_takes_the_first_alternative_that_resolves(
         "https://${connectionConfig.hostname}/services/oauth2/token"
         " || https://login.salesforce.com/services/oauth2/token"
     )
-    assert render_url(template, config) == expected
+    # A whole-host placeholder needs the entry's url_host_values (issue 10): a *.suffix here.
+    allowed = {"hostname": ["*.salesforce.com"]}
+    assert render_url(template, config, host_values=allowed) == expected
+    if config.get("hostname"):
+        with pytest.raises(UrlTemplateError):
+            render_url(template, {"hostname": "acme.attacker.example"}, host_values=allowed)

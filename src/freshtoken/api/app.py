@@ -34,6 +34,7 @@ from freshtoken.api.routes import (
     refresh,
 )
 from freshtoken.api.serialize import JSONBytesResponse
+from freshtoken.apikeys import KeyRing
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 
@@ -226,12 +227,17 @@ def create_app(runtime: Runtime) -> FastAPI:
         ),
         default_response_class=JSONBytesResponse,
         # FastAPI's pages load their assets from a CDN: install_docs serves them from the package.
+        # FRESHTOKEN_PUBLIC_DOCS (on in development, off in production): off, none of the docs
+        # (pages, assets, /openapi.json) is served, and a caller without a key gets 401.
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if runtime.settings.docs_public else None,
     )
-    install_docs(app)
+    if runtime.settings.docs_public:
+        install_docs(app)
     app.state.runtime = runtime
     app.state.secret_key_digest = key_digest(runtime.settings.secret_key_value())
+    app.state.key_ring = KeyRing(runtime.settings.secret_key_value(), runtime.session_factory)
     install_error_handlers(app)
     # Order matters: connection metadata routes before /connections/{connectionId:path}.
     routers = (

@@ -15,10 +15,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
-from freshtoken.api.errors import ApiError, invalid_query
+from freshtoken.api.errors import ApiError, error_responses, invalid_query
+from freshtoken.apikeys import KeyRing, allows, required_scope
 from freshtoken.runtime import Runtime
 
 MAX_JSON_DEPTH = 64
@@ -33,6 +35,7 @@ MALFORMED_AUTH_MESSAGE = (
     "expected 'Bearer <secret key>'."
 )
 UNKNOWN_KEY_MESSAGE = "Authentication failed. The provided secret key is not valid."
+SCOPE_MESSAGE = "This API key's scope does not allow this request."
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -49,8 +52,12 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
-def authenticate(request: Request) -> None:
-    """Check ``Authorization: Bearer <secret key>`` or raise a 401 ApiError."""
+async def authenticate(request: Request) -> str:
+    """Check ``Authorization: Bearer <key>``; return the key's scope or raise a 401 ApiError.
+
+    The settings secret key is ``admin``; scoped keys come from :class:`freshtoken.apikeys.KeyRing`
+    (its table is reloaded off the event loop when stale).
+    """
     header = request.headers.get("authorization")
     challenge = {"WWW-Authenticate": "Bearer"}
     if not header:
@@ -59,9 +66,28 @@ def authenticate(request: Request) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
         raise ApiError(401, "malformed_auth_header", MALFORMED_AUTH_MESSAGE, headers=challenge)
-    expected: bytes = request.app.state.secret_key_digest
-    if not hmac.compare_digest(key_digest(token), expected):
+    ring: KeyRing | None = getattr(request.app.state, "key_ring", None)
+    if ring is None:  # an app built without scoped keys: the settings key only
+        expected: bytes = request.app.state.secret_key_digest
+        if not hmac.compare_digest(key_digest(token), expected):
+            raise ApiError(401, "unknown_account", UNKNOWN_KEY_MESSAGE, headers=challenge)
+        return "admin"
+    if ring.needs_reload() and not ring.is_settings_key(token):
+        await run_in_threadpool(ring.reload)
+    scope = ring.scope_of(token)
+    if scope is None:
         raise ApiError(401, "unknown_account", UNKNOWN_KEY_MESSAGE, headers=challenge)
+    return scope
+
+
+async def authorize(request: Request, path_format: str) -> None:
+    """Authenticate, then 403 ``forbidden`` if the key's scope is below what the route needs."""
+    granted = await authenticate(request)
+    # Every value of a repeated parameter counts (include=x&include=credentials).
+    query = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
+    needed = required_scope(request.method, path_format, query)
+    if not allows(granted, needed):
+        raise ApiError(403, "forbidden", SCOPE_MESSAGE)
 
 
 def _json_problem(value: Any, limit: int) -> str | None:
@@ -124,10 +150,11 @@ class PublicRoute(APIRoute):
         """Wrap FastAPI's handler: authenticate first, then parse with :class:`ApiRequest`."""
         handler = super().get_route_handler()
         requires_auth = self.requires_auth
+        path_format = self.path_format
 
         async def route_handler(request: Request) -> Response:
             if requires_auth:
-                authenticate(request)
+                await authorize(request, path_format)
             reject_repeated_query(request)
             reject_nul_in_query(request)
             return await handler(ApiRequest(request.scope, request.receive))
@@ -143,6 +170,8 @@ class AuthedRoute(PublicRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         extra = dict(kwargs.pop("openapi_extra", None) or {})
         extra.setdefault("security", [{BEARER_SCHEME: []}])
+        # Any authed route can answer 403 to a key whose scope is too small.
+        kwargs["responses"] = {**error_responses(403), **(kwargs.get("responses") or {})}
         super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
 
 

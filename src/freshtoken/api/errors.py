@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from freshtoken.api.schemas import ErrorEnvelope
 from freshtoken.api.serialize import JSONBytesResponse
+from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 
 log = get_logger("freshtoken.api")
@@ -179,6 +180,16 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    route = request.scope.get("route")
+    if exc.status_code == 404 or (exc.status_code == 405 and getattr(route, "requires_auth", True)):
+        # An unknown route or method tells an unauthenticated caller nothing: 401 first, so the
+        # API's shape cannot be mapped without a key. (A public route, /health, keeps its 405.)
+        from freshtoken.api.deps import authenticate  # deps imports this module
+
+        try:
+            await authenticate(request)
+        except ApiError as denied:
+            return await _api_error(request, denied)
     code, message = _HTTP_CODES.get(
         exc.status_code, (f"http_{exc.status_code}", "The request failed.")
     )
@@ -214,6 +225,17 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _integrity_error_response(request: Request, exc: Exception) -> Response:
+    # The store already logged credentials.integrity_failed with the row; this names the route.
+    log.error("api.integrity_failed", path=_route_of(request), error=type(exc).__name__)
+    return error_response(
+        500,
+        "integrity_check_failed",
+        "The stored credentials failed their integrity check (the row was changed outside "
+        "freshtoken, or its key is not configured); they are neither served nor refreshed.",
+    )
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     """Catch-all: log with traceback (redacted by the log pipeline), answer a generic 500."""
     log.exception("api.error", path=_route_of(request), error=type(exc).__name__)
@@ -238,6 +260,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DecryptionError, _integrity_error_response)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(Exception, server_error_handler)
@@ -247,10 +270,12 @@ def _describe(status: int) -> str:
     return {
         400: "Invalid request (see error.code and error.errors)",
         401: "Missing, malformed or unknown secret key",
+        403: "The API key's scope does not allow this request",
         404: "Not found",
         409: "Conflict with a concurrent change",
         413: "Request body larger than 1 MiB",
         424: "Credentials cannot be served (refresh exhausted or backing off)",
+        429: "The provider's refresh rate limit is reached; retry shortly",
         500: "Unexpected error",
         503: "Database unavailable",
     }.get(status, "Error")

@@ -43,6 +43,7 @@ __all__ = [
     "ProviderCatalog",
     "ProviderCatalogError",
     "ProviderSpec",
+    "UrlHostError",
     "UrlTemplateError",
     "load_catalog",
     "render_url",
@@ -205,6 +206,8 @@ _PLACEHOLDER: Final = re.compile(r"\$\{([^{}]*)\}")
 # Nango templates spell keys with a source prefix; connection_config is flat.
 _TEMPLATE_PREFIXES: Final = ("connectionConfig.", "credentials.")
 _ABSOLUTE_HTTP_URL: Final = re.compile(r"^https?://", re.IGNORECASE)
+# What a host placeholder may be by default: one DNS label.
+_DNS_LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _YAML_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 
@@ -237,6 +240,10 @@ class UrlTemplateError(ValueError):
         if reason is None:
             reason = "connection_config has no value for: " + ", ".join(missing_keys)
         super().__init__(reason)
+
+
+class UrlHostError(UrlTemplateError):
+    """A connection_config value would change a URL's host beyond what the template allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +409,12 @@ def parse_catalog_file(path: str) -> tuple[list[ProviderSpec], list[SkippedEntry
     return _parse_catalog_text(path, _read_file(path))
 
 
-def render_url(template: str, connection_config: Mapping[str, Any]) -> str:
+def render_url(
+    template: str,
+    connection_config: Mapping[str, Any],
+    *,
+    host_values: Mapping[str, Iterable[str]] | None = None,
+) -> str:
     """Fill ``${...}`` placeholders in a provider URL template from connection_config.
 
     Follows Nango's ``makeUrl``: the prefixes ``connectionConfig.`` and
@@ -414,13 +426,21 @@ def render_url(template: str, connection_config: Mapping[str, Any]) -> str:
     URL, e.g. the generic ``oauth2`` entry's ``${connectionConfig.token_url}``,
     and goes in unchanged.
 
+    A placeholder in the host must be one DNS label (``acme``, never
+    ``acme.attacker.example``), unless ``host_values`` (the entry's
+    ``url_host_values``) lists the values allowed for that key, such as
+    ``co.uk``; the rendered host must still end with the template's fixed
+    suffix. Otherwise a connection_config value could move the token request,
+    and the client secret and refresh token with it, to another host.
+
     A whole-URL fallback ``URL_A || URL_B`` (``||`` outside any placeholder, as
     Salesforce, Okta or Zoho write it) is chosen the way Nango's
     ``interpolateStringFromObject`` chooses (packages/shared/lib/utils/utils.ts):
     the first alternative in which a placeholder resolved, else the last one.
 
     Raises UrlTemplateError naming the keys that had no value, or if the
-    template has a ``${`` that is not a complete placeholder.
+    template has a ``${`` that is not a complete placeholder, or a host value
+    is not allowed.
     """
     alternatives = split_url_alternatives(template)
     for alternative in alternatives[:-1]:
@@ -428,8 +448,8 @@ def render_url(template: str, connection_config: Mapping[str, Any]) -> str:
             _first_value(connection_config, match) is not None
             for match in _PLACEHOLDER.finditer(alternative)
         ):
-            return _render_one(alternative, connection_config)
-    return _render_one(alternatives[-1], connection_config)
+            return _render_one(alternative, connection_config, host_values)
+    return _render_one(alternatives[-1], connection_config, host_values)
 
 
 def interpolate_text(template: str, connection_config: Mapping[str, Any]) -> str | None:
@@ -492,8 +512,14 @@ def _first_value(connection_config: Mapping[str, Any], match: re.Match[str]) -> 
     return None
 
 
-def _render_one(template: str, connection_config: Mapping[str, Any]) -> str:
+def _render_one(
+    template: str,
+    connection_config: Mapping[str, Any],
+    host_values: Mapping[str, Iterable[str]] | None = None,
+) -> str:
     missing: list[str] = []
+    host_start, host_end = _host_span(template)
+    bad_host: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
         keys = [_strip_template_prefix(part.strip()) for part in match.group(1).split("||")]
@@ -505,6 +531,16 @@ def _render_one(template: str, connection_config: Mapping[str, Any]) -> str:
                 # other, so it cannot swap the host of a provider's endpoint.
                 if match.start() == 0 and _ABSOLUTE_HTTP_URL.match(value):
                     return value
+                if host_start <= match.start() < host_end:
+                    allowed = (host_values or {}).get(key)
+                    ok = (
+                        _host_value_allowed(value, allowed)
+                        if allowed is not None
+                        else _is_dns_label(value)
+                    )
+                    if not ok:
+                        bad_host.append(key)
+                        return match.group(0)
                 return urllib.parse.quote(value, safe="")
         missing.append(" or ".join(key or "<empty placeholder>" for key in keys))
         return match.group(0)
@@ -512,11 +548,50 @@ def _render_one(template: str, connection_config: Mapping[str, Any]) -> str:
     rendered = _PLACEHOLDER.sub(substitute, template)
     if missing:
         raise UrlTemplateError(tuple(missing))
+    if bad_host:
+        raise UrlHostError(
+            tuple(bad_host),
+            "connection_config value is not allowed in the URL host: " + ", ".join(bad_host),
+        )
+    suffix = _PLACEHOLDER.split(template[host_start:host_end])[-1] if host_end > host_start else ""
+    rendered_host = urllib.parse.urlsplit(rendered).netloc if host_end > host_start else ""
+    if suffix and not rendered_host.lower().endswith(suffix.lower()):
+        raise UrlHostError((), "rendered URL host lost the template's fixed suffix")
     # Checked on the template, not the output: a substituted URL value may
     # legitimately contain "${" and must not be mistaken for a leftover.
     if "${" in _PLACEHOLDER.sub("", template):
         raise UrlTemplateError((), "URL template has an unterminated ${ placeholder")
     return rendered
+
+
+def _host_span(template: str) -> tuple[int, int]:
+    """Start and end offsets of the host part of a URL template (0, 0 if it has none)."""
+    scheme_end = template.find("://")
+    if scheme_end < 0 or _PLACEHOLDER.match(template):
+        return 0, 0
+    start = scheme_end + 3
+    end = len(template)
+    for sep in ("/", "?", "#"):
+        found = template.find(sep, start)
+        if found >= 0:
+            end = min(end, found)
+    return start, end
+
+
+def _is_dns_label(value: str) -> bool:
+    return bool(_DNS_LABEL.match(value))
+
+
+def _host_value_allowed(value: str, allowed: Iterable[str]) -> bool:
+    """``value`` is listed, or matches a ``*.suffix`` entry (DNS labels ending in ``.suffix``)."""
+    for entry in allowed:
+        if value == entry:
+            return True
+        if entry.startswith("*.") and value.lower().endswith(entry[1:].lower()):
+            head = value[: -len(entry) + 1]
+            if head and all(_is_dns_label(label) for label in head.split(".")):
+                return True
+    return False
 
 
 def _strip_template_prefix(key: str) -> str:

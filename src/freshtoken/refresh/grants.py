@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,19 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from freshtoken.outbound import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    PERMISSIVE,
+    OutboundDenied,
+    OutboundPolicy,
+    ResponseTooLarge,
+    read_capped,
+    sanitize_provider_text,
+    url_host_values,
+)
 from freshtoken.providers.catalog import (
     ProviderSpec,
+    UrlHostError,
     UrlTemplateError,
     interpolate_text,
     render_url,
@@ -63,6 +75,10 @@ class GrantRequest:
     connection_config: Mapping[str, Any]
     client_id: str | None
     client_secret: str | None
+    # Where the request may go and how much of the answer is read (freshtoken.outbound).
+    outbound: OutboundPolicy = PERMISSIVE
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    deadline_seconds: float | None = None  # overall time for reading the answer
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -82,23 +98,33 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (parsed - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def _error_code(body: Any) -> str | None:
+def _error_code(body: Any, secrets: tuple[str | None, ...] = ()) -> str | None:
+    # The provider chooses this text and it reaches logs, the API and the database: cleaned
+    # (control characters, ANSI, length, echoed secrets) before anything else sees it.
     if not isinstance(body, dict):
         return None
     for key in ("error", "status", "error_code", "code"):
         value = body.get(key)
-        if isinstance(value, str) and value:
-            return value
         if isinstance(value, dict):  # {"error": {"code": ...}} shapes
-            inner = value.get("code") or value.get("type")
-            if isinstance(inner, str) and inner:
-                return inner
+            value = value.get("code") or value.get("type")
+        if isinstance(value, str) and value:
+            return sanitize_provider_text(value, secrets=secrets) or "invalid_error_code"
     return None
 
 
-def classify(spec: ProviderSpec, status: int, body: Any, headers: Mapping[str, str]) -> GrantError:
-    """Classify a failed token-endpoint answer (called only for answers that are not a token)."""
-    code = _error_code(body)
+def classify(
+    spec: ProviderSpec,
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    secrets: tuple[str | None, ...] = (),
+) -> GrantError:
+    """Classify a failed token-endpoint answer (called only for answers that are not a token).
+
+    ``secrets`` are the values the request carried; a provider echoing one back in its error
+    code gets it redacted.
+    """
+    code = _error_code(body, secrets)
     permanent_codes = PERMANENT_ERROR_CODES | spec.permanent_error_codes
     if code is not None and code in spec.transient_error_codes:
         return GrantError(TRANSIENT, code, http_status=status)
@@ -137,6 +163,10 @@ class TokenRequest:
     params: dict[str, Any]
     body_format: str = "form"  # form, json or query (parameters in the URL)
     method: str = "POST"
+    # The outbound policy (issue 10): checked in send(), the one choke point.
+    outbound: OutboundPolicy = PERMISSIVE
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    deadline_seconds: float | None = None
 
 
 def _client_auth(req: GrantRequest, params: dict[str, Any], headers: dict[str, str]) -> None:
@@ -161,7 +191,15 @@ def prepare(req: GrantRequest, url: str, params: dict[str, Any]) -> TokenRequest
     """Build the token request for ``params``: client authentication and body format."""
     headers = {"Accept": "application/json"}
     _client_auth(req, params, headers)
-    return TokenRequest(url=url, headers=headers, params=params, body_format=req.spec.body_format)
+    return TokenRequest(
+        url=url,
+        headers=headers,
+        params=params,
+        body_format=req.spec.body_format,
+        outbound=req.outbound,
+        max_response_bytes=req.max_response_bytes,
+        deadline_seconds=req.deadline_seconds,
+    )
 
 
 def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[str, Any]:
@@ -169,7 +207,19 @@ def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[
 
     Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
     object holds a usable token is the grant's business.
+
+    The outbound policy applies here, so every grant is covered: the URL is checked before any
+    secret leaves (``outbound_denied``), redirects are never followed, the body is read
+    incrementally up to ``max_response_bytes`` within ``deadline_seconds``, and provider error
+    text is sanitised (echoed secrets redacted) before it is classified.
     """
+    try:
+        request.outbound.check(request.url)
+    except OutboundDenied:
+        # Recorded like any permanent failure (a config fix is needed): the secret never
+        # leaves, and the log line carries the reason, not the URL.
+        raise GrantError(PERMANENT, "outbound_denied") from None
+    secrets = _request_secrets(request)
     kwargs: dict[str, Any] = {"headers": request.headers}
     if request.body_format == "json":
         kwargs["json"] = request.params
@@ -177,23 +227,52 @@ def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[
         kwargs["params"] = request.params
     else:
         kwargs["data"] = request.params
+    started = time.monotonic()
     try:
-        response = http.request(request.method, request.url, **kwargs)
+        built = http.build_request(request.method, request.url, **kwargs)
+        # Never follow a redirect, whatever the injected client says: the policy checked this
+        # URL, not wherever a provider would bounce the client secret to.
+        response = http.send(built, stream=True, follow_redirects=False)
+        try:
+            deadline = (
+                None if request.deadline_seconds is None else started + request.deadline_seconds
+            )
+            content = read_capped(response, request.max_response_bytes, deadline)
+        finally:
+            response.close()
+    except ResponseTooLarge:
+        raise GrantError(
+            TRANSIENT, "response_too_large", http_status=response.status_code
+        ) from None
     except httpx.TimeoutException:
         raise GrantError(TRANSIENT, "timeout") from None
     except httpx.TransportError:
         raise GrantError(TRANSIENT, "connection_error") from None
+    except httpx.InvalidURL:
+        raise GrantError(PERMANENT, "invalid_token_url") from None
     try:
-        body: Any = orjson.loads(response.content) if response.content else None
+        body: Any = orjson.loads(content) if content else None
     except orjson.JSONDecodeError:
         body = None
     if not response.is_success:
-        raise classify(spec, response.status_code, body, response.headers)
+        raise classify(spec, response.status_code, body, response.headers, secrets)
     if not isinstance(body, dict):
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     if spec.error_in_ok_false and body.get("ok") is False:
-        raise classify(spec, 400, body, response.headers)
+        raise classify(spec, 400, body, response.headers, secrets)
     return body
+
+
+_SECRET_PARAMS = ("refresh_token", "client_secret", "password", "client_assertion", "assertion")
+
+
+def _request_secrets(request: TokenRequest) -> tuple[str | None, ...]:
+    """Every secret a token request carries (to redact a provider that echoes one back)."""
+    values = [request.params.get(k) for k in _SECRET_PARAMS]
+    auth = request.headers.get("Authorization", "")
+    if " " in auth:
+        values.append(auth.split(" ", 1)[1])
+    return tuple(v for v in values if isinstance(v, str) and v)
 
 
 def _post(
@@ -206,7 +285,7 @@ def _expect_token(req: GrantRequest, body: dict[str, Any]) -> dict[str, Any]:
     if not (body.get("access_token") or body.get("token")):
         # 200 with an error body (HubSpot/Withings style) or an unusable token response.
         if _error_code(body) is not None:
-            raise classify(req.spec, 400, body, {})
+            raise classify(req.spec, 400, body, {}, (req.client_secret,))
         raise GrantError(TRANSIENT, "invalid_response", http_status=200)
     return body
 
@@ -219,7 +298,9 @@ def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
     if not template:
         raise GrantError(PERMANENT, "missing_token_url")
     try:
-        url = render_url(template, req.connection_config)
+        url = render_url(template, req.connection_config, host_values=url_host_values(spec))
+    except UrlHostError:
+        raise GrantError(PERMANENT, "invalid_connection_config") from None
     except UrlTemplateError:
         raise GrantError(PERMANENT, "missing_connection_config") from None
     if prefer_refresh_url and refresh_template is None:

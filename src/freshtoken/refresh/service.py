@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from freshtoken.clock import Clock
 from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
+from freshtoken.outbound import OutboundPolicy
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
 from freshtoken.refresh import authmodes, policy
+from freshtoken.refresh.filelocks import FileLocks, local_lock_dir
 from freshtoken.refresh.grants import (
     PERMANENT,
     TRANSIENT,
@@ -41,7 +44,6 @@ from freshtoken.refresh.grants import (
     refresh_oauth2,
 )
 from freshtoken.refresh.locks import (
-    LocalLocks,
     LockProvider,
     LockUnavailableError,
     RedisLocks,
@@ -76,6 +78,13 @@ MSG_LOCK_DOWN = (
     "The lock service is unavailable, so the token cannot be refreshed safely right now."
 )
 MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
+MSG_RATE = (
+    "The provider's refresh rate limit is reached. Please try again in a moment "
+    "(the current token, if still valid, is served on a read without force_refresh)."
+)
+# A caller is waiting on forced, on-read and manual refreshes: they wait this long at most for
+# a slot of the provider's rate limit, then get 429 rate_limited (issue 10).
+CALLER_RATE_WAIT_SECONDS = 2.0
 
 
 @dataclass
@@ -151,8 +160,8 @@ class RefreshService:
         self.http = http
         self.locks = locks
         self.pending: PendingWrites = pending or LocalPendingWrites()
-        # Scheduled and keep-alive refreshes take a slot of the provider's global rate limit
-        # right before the HTTP call (reads never wait on it: a caller is waiting on them).
+        # Every refresh takes a slot of the provider's global rate limit right before the HTTP
+        # call; a caller-facing trigger waits at most CALLER_RATE_WAIT_SECONDS for it.
         self.rate_limiter = rate_limiter
         self._flight: SingleFlight[RefreshResult] = SingleFlight()
         # Test hook: called after the provider answered and before the write (simulates a stall).
@@ -219,6 +228,19 @@ class RefreshService:
         if result.ok and result.connection is not None:
             return result.connection, result.credentials
         latest = result.connection or conn
+        if (
+            result.error is not None
+            and result.error.error_code == "throttled"
+            and (force or policy.is_expired(latest, self.clock.now()))
+        ):
+            raise RefreshDenied(
+                http_status=429,
+                reason="rate_limited",
+                message=MSG_RATE,
+                connection=latest,
+                log_id=result.log_id,
+                code="rate_limited",
+            )
         if (
             result.error is not None
             and result.error.error_class == TRANSIENT
@@ -423,7 +445,7 @@ class RefreshService:
         The budget keeps the HTTP call itself inside the lock's TTL; past it the attempt is
         ``throttled`` and the task re-queues it for when a slot will be free.
         """
-        if self.rate_limiter is None or attempt.trigger not in ("scheduled", "keepalive"):
+        if self.rate_limiter is None:
             return
         rate = self.rate_for(provider, spec)
         settings = self.settings
@@ -434,10 +456,30 @@ class RefreshService:
             - settings.http_read_timeout
             - 2.0
         )
-        while (wait := self.rate_limiter.acquire(f"provider:{provider}", rate)) > 0:
+        if attempt.trigger not in ("scheduled", "keepalive"):
+            # Every trigger counts against the provider's limit (20 forced reads were 20 calls);
+            # a waiting caller gets a short wait, then 429.
+            budget_end = min(budget_end, self.clock.monotonic() + CALLER_RATE_WAIT_SECONDS)
+        while (wait := self._rate_wait(attempt, provider, rate)) > 0:
             if self.clock.monotonic() + wait > budget_end:
                 raise _ThrottledError(wait)
             time.sleep(wait)
+
+    def _rate_wait(self, attempt: _Attempt, provider: str, rate: float) -> float:
+        """One rate-limit ask; for a caller-facing trigger a failing limiter does not fail the
+        read (the rate limit protects the provider, the caller still needs a token)."""
+        assert self.rate_limiter is not None
+        if attempt.trigger in ("scheduled", "keepalive"):
+            return self.rate_limiter.acquire(f"provider:{provider}", rate)
+        try:
+            return self.rate_limiter.acquire(f"provider:{provider}", rate)
+        except RedisError as exc:
+            log.warning(
+                "refresh.ratelimit.unavailable",
+                connection_pk=attempt.connection_pk,
+                error=type(exc).__name__,
+            )
+            return 0.0
 
     def _write_with_retry(self, attempt: _Attempt, conn: Connection, write: RefreshWrite) -> bool:
         """The compare-and-set write, retried through a short database outage.
@@ -559,6 +601,9 @@ class RefreshService:
             connection_config=conn.connection_config or {},
             client_id=client_id,
             client_secret=client_secret,
+            outbound=OutboundPolicy.from_settings(self.settings),
+            max_response_bytes=self.settings.provider_max_response_bytes,
+            deadline_seconds=self.settings.http_connect_timeout + self.settings.http_read_timeout,
         )
 
     def authmode_context(
@@ -666,7 +711,12 @@ def attach_refresh_service(runtime: Runtime) -> RefreshService:
     """Build the refresh service for a runtime and install it as the read API's refresher."""
     http = runtime.extras.get("http_client") or build_http_client(runtime.settings)
     runtime.extras["http_client"] = http
-    locks: LockProvider = RedisLocks(runtime.redis) if runtime.redis is not None else LocalLocks()
+    # Without Redis: OS file locks, shared by every process on this machine (issue 10).
+    locks: LockProvider = (
+        RedisLocks(runtime.redis)
+        if runtime.redis is not None
+        else FileLocks(local_lock_dir(runtime.settings))
+    )
     service = RefreshService(
         settings=runtime.settings,
         session_factory=runtime.session_factory,

@@ -15,7 +15,9 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from freshtoken.clock import Clock
-from freshtoken.crypto import Cipher, aad_for
+from freshtoken.crypto import BOUND_VERSION, Cipher, aad_for, bound_aad, version_of
+from freshtoken.errors import DecryptionError
+from freshtoken.logs import get_logger
 from freshtoken.store.credentials import expires_at_of, has_refresh_token
 from freshtoken.store.models import Connection, Integration
 from freshtoken.webhooks import outbox as webhooks
@@ -44,6 +46,44 @@ class RefreshWrite:
 
 
 Planner = Callable[[Connection], "dt.datetime | None"]
+
+
+log = get_logger("freshtoken.store")
+
+
+def connection_binding(
+    provider_config_key: str,
+    connection_id: str,
+    provider: str,
+    connection_config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What a connection's ciphertext is bound to: whose it is and where its secrets go.
+
+    connection_config's text values are the token URL's inputs (``subdomain``, ``extension``,
+    ``token_url``); numbers and nested values are left out because the database may hand them
+    back in another JSON spelling (``1e3`` as ``1000``), which must not make a row unreadable.
+    """
+    config = {k: v for k, v in (connection_config or {}).items() if isinstance(v, str)}
+    return {
+        "provider_config_key": provider_config_key,
+        "connection_id": connection_id,
+        "provider": provider,
+        "connection_config": config,
+    }
+
+
+def _conn_binding(conn: Connection) -> dict[str, Any]:
+    return connection_binding(
+        conn.provider_config_key, conn.connection_id, conn.provider, conn.connection_config
+    )
+
+
+def _integration_binding(integration: Integration) -> dict[str, Any]:
+    return {"unique_key": integration.unique_key, "provider": integration.provider}
+
+
+class IntegrityCheckFailed(DecryptionError):
+    """A stored secret does not match the row it sits in (changed outside freshtoken)."""
 
 
 class ConnectionStore:
@@ -105,36 +145,87 @@ class ConnectionStore:
             None
             if secret is None
             else self.cipher.encrypt(
-                secret.encode(), aad_for("integrations", integration.id, "client_secret")
+                secret.encode(),
+                bound_aad(
+                    "integrations",
+                    integration.id,
+                    "client_secret",
+                    _integration_binding(integration),
+                ),
+                version=BOUND_VERSION,
             )
         )
         integration.updated_at = self.clock.now()
 
     def client_secret(self, integration: Integration) -> str | None:
         """Decrypt an integration's client secret."""
-        if integration.client_secret_enc is None:
+        token = integration.client_secret_enc
+        if token is None:
             return None
-        return self.cipher.decrypt(
-            integration.client_secret_enc,
-            aad_for("integrations", integration.id, "client_secret"),
-        ).decode()
+        if version_of(token) == BOUND_VERSION:
+            binding = _integration_binding(integration)
+            aad = bound_aad("integrations", integration.id, "client_secret", binding)
+        else:
+            aad = aad_for("integrations", integration.id, "client_secret")
+        try:
+            return self.cipher.decrypt(token, aad).decode()
+        except DecryptionError as exc:
+            raise _integrity_failure("integrations", integration.id, exc) from None
+
+    def rename_integration(self, integration: Integration, new_key: str) -> None:
+        """Give an integration a new unique key, re-keying (and re-binding) its connections.
+
+        Every secret bound to the old key is decrypted and encrypted again under the new one,
+        row-locked, so a concurrent refresh's write cannot slip in between with the old binding.
+        """
+        secret = self.client_secret(integration)
+        custom = self.custom(integration)
+        conns = list(
+            self.session.scalars(
+                select(Connection)
+                .where(Connection.integration_id == integration.id)
+                .with_for_update()
+            )
+        )
+        for conn in conns:
+            creds = self.credentials(conn) if conn.credentials_enc is not None else None
+            conn.provider_config_key = new_key
+            if creds is not None:
+                conn.credentials_enc = self.encrypt_credentials(conn.id, creds, conn)
+        integration.unique_key = new_key
+        self.set_client_secret(integration, secret)
+        if custom is not None:
+            self.set_custom(integration, custom)
 
     def set_custom(self, integration: Integration, custom: dict[str, Any] | None) -> None:
         """Encrypt and store (or clear) an integration's GitHub App fields (Nango's ``custom``)."""
         integration.custom_enc = (
             None
             if custom is None
-            else self.cipher.encrypt_json(custom, aad_for("integrations", integration.id, "custom"))
+            else self.cipher.encrypt_json(
+                custom,
+                bound_aad(
+                    "integrations", integration.id, "custom", _integration_binding(integration)
+                ),
+                version=BOUND_VERSION,
+            )
         )
         integration.updated_at = self.clock.now()
 
     def custom(self, integration: Integration) -> dict[str, Any] | None:
         """Decrypt an integration's GitHub App fields, if any."""
-        if integration.custom_enc is None:
+        token = integration.custom_enc
+        if token is None:
             return None
-        value: dict[str, Any] = self.cipher.decrypt_json(
-            integration.custom_enc, aad_for("integrations", integration.id, "custom")
-        )
+        if version_of(token) == BOUND_VERSION:
+            binding = _integration_binding(integration)
+            aad = bound_aad("integrations", integration.id, "custom", binding)
+        else:
+            aad = aad_for("integrations", integration.id, "custom")
+        try:
+            value: dict[str, Any] = self.cipher.decrypt_json(token, aad)
+        except DecryptionError as exc:
+            raise _integrity_failure("integrations", integration.id, exc) from None
         return value
 
     def delete_integration(self, integration: Integration) -> None:
@@ -169,23 +260,54 @@ class ConnectionStore:
 
     def credentials(self, conn: Connection) -> dict[str, Any]:
         """Decrypt a connection's credentials ({} for a deleted or empty row)."""
-        if conn.credentials_enc is None:
+        token = conn.credentials_enc
+        if token is None:
             return {}
-        value = self.cipher.decrypt_json(
-            conn.credentials_enc, aad_for("connections", conn.id, "credentials")
-        )
+        if version_of(token) == BOUND_VERSION:
+            aad = bound_aad("connections", conn.id, "credentials", _conn_binding(conn))
+        else:
+            aad = aad_for("connections", conn.id, "credentials")
+        try:
+            value = self.cipher.decrypt_json(token, aad)
+        except DecryptionError as exc:
+            raise _integrity_failure("connections", conn.id, exc) from None
         return value if isinstance(value, dict) else {}
 
-    def encrypt_credentials(self, conn_pk: int, credentials: dict[str, Any]) -> str:
-        """The ciphertext of a connection's credentials, bound to its row."""
-        return self.cipher.encrypt_json(credentials, aad_for("connections", conn_pk, "credentials"))
+    def encrypt_credentials(
+        self, conn_pk: int, credentials: dict[str, Any], conn: Connection | None = None
+    ) -> str:
+        """The ciphertext of a connection's credentials, bound to its row and binding.
+
+        Without ``conn`` the binding is read from the row, locked (FOR UPDATE on PostgreSQL;
+        SQLite's write transaction already excludes other writers) so it cannot change between
+        this read and the caller's write.
+        """
+        if conn is not None:
+            binding = _conn_binding(conn)
+        else:
+            row = self.session.execute(
+                select(
+                    Connection.provider_config_key,
+                    Connection.connection_id,
+                    Connection.provider,
+                    Connection.connection_config,
+                )
+                .where(Connection.id == conn_pk)
+                .with_for_update()
+            ).one()
+            binding = connection_binding(*row)
+        return self.cipher.encrypt_json(
+            credentials,
+            bound_aad("connections", conn_pk, "credentials", binding),
+            version=BOUND_VERSION,
+        )
 
     def set_credentials(self, conn: Connection, credentials: dict[str, Any]) -> None:
         """Store new credentials on a row this session owns (imports and overrides).
 
         Bumps ``version`` so a refresher holding the previous version loses its compare-and-set.
         """
-        conn.credentials_enc = self.encrypt_credentials(conn.id, credentials)
+        conn.credentials_enc = self.encrypt_credentials(conn.id, credentials, conn)
         conn.credentials_type = str(credentials.get("type", ""))
         conn.expires_at = expires_at_of(credentials)
         conn.has_refresh_token = has_refresh_token(credentials)
@@ -379,7 +501,7 @@ class ConnectionStore:
 
     def live_rows_not_under_key(self, key_id: str, after_pk: int, limit: int) -> list[Connection]:
         """A batch of rows (by id) whose ciphertext is not under ``key_id`` (for key rotation)."""
-        prefix = f"v1.{key_id}.%"
+        prefix = f"{BOUND_VERSION}.{key_id}.%"
         return list(
             self.session.scalars(
                 select(Connection)
@@ -409,3 +531,12 @@ def fetch_for_read(
             Connection.deleted_at.is_(None),
         )
     ).one_or_none()
+
+
+def _integrity_failure(table: str, pk: int, exc: DecryptionError) -> IntegrityCheckFailed:
+    # Fails closed: the caller gets an error, never the secret and never a refresh with it.
+    log.error("credentials.integrity_failed", table=table, row_pk=pk, reason=str(exc))
+    return IntegrityCheckFailed(
+        f"stored secret of {table} row {pk} failed its integrity check ({exc}); it was changed "
+        "outside freshtoken or is under a key that is not configured"
+    )

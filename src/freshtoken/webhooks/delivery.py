@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from freshtoken.clock import Clock
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
+from freshtoken.outbound import OutboundDenied, OutboundPolicy
 from freshtoken.settings import Settings
 from freshtoken.store.models import WebhookOutbox
 from freshtoken.webhooks.outbox import DELIVERED, FAILED, PENDING
@@ -42,14 +43,15 @@ class OutboundRefusedError(Exception):
 
 
 def check_outbound(url: str, settings: Settings) -> None:
-    """The one outbound-policy call of the sender (the URL policy module plugs in here).
+    """The one outbound-policy call of the sender: :class:`freshtoken.outbound.OutboundPolicy`.
 
-    Until that module lands only http(s) URLs with a host are allowed.
+    http(s) with a host, no userinfo, fragment or control characters, and in production no
+    loopback, private, link-local or metadata address unless FRESHTOKEN_OUTBOUND_* allows it.
     """
-    del settings  # the policy module reads FRESHTOKEN_OUTBOUND_* from here
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OutboundRefusedError("webhook URL must be http(s) with a host")
+    try:
+        OutboundPolicy.from_settings(settings).check(url)
+    except OutboundDenied as denied:
+        raise OutboundRefusedError(f"webhook URL refused: {denied.reason}") from None
 
 
 @dataclass

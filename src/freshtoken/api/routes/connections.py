@@ -87,12 +87,12 @@ _TAGS_PARAMETER = {
 @router.get(
     "/connections/{connectionId:path}",
     response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 500, 503),
+    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
 )
 @router.get(
     "/connection/{connectionId:connection_id}",
     response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 500, 503),
+    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
     deprecated=True,
 )
 def get_connection(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import update
 from starlette.responses import Response
 
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query
@@ -25,7 +24,7 @@ from freshtoken.api.schemas import (
 )
 from freshtoken.api.serialize import JSONBytesResponse, integration
 from freshtoken.providers.catalog import ProviderSpec
-from freshtoken.store.models import Connection, Integration
+from freshtoken.store.models import Integration
 from freshtoken.store.repository import ConnectionStore
 
 router = APIRouter(route_class=AuthedRoute, tags=["integrations"])
@@ -173,13 +172,8 @@ def patch_integration(
         if new_key is not None and new_key != row.unique_key:
             if store.get_integration(new_key) is not None:
                 raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
-            store.session.execute(
-                update(Connection)
-                .where(Connection.integration_id == row.id)
-                .values(provider_config_key=new_key)
-                .execution_options(synchronize_session=False)
-            )
-            row.unique_key = new_key
+            # Re-encrypts: the connections' and the client secret's ciphertexts are bound to it.
+            store.rename_integration(row, new_key)
         if "display_name" in given:
             row.display_name = body.display_name
         if body.credentials is not None:

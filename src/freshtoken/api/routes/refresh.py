@@ -35,7 +35,7 @@ class RefreshOut(BaseModel):
 @router.post(
     "/connections/{connectionId:path}/refresh",
     response_model=RefreshOut,
-    responses=error_responses(400, 401, 404, 424, 500, 503),
+    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
 )
 def refresh_connection(
     connectionId: Annotated[str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)],
@@ -84,6 +84,16 @@ def refresh_connection(
             payload={"connection": connection_denied(shown, result.log_id)},
         )
     error = result.error
+    if error is not None and error.error_code == "throttled":
+        return error_response(
+            429,
+            "rate_limited",
+            "The provider's refresh rate limit is reached. Please try again in a moment.",
+            payload={
+                "connection": connection_denied(shown, result.log_id),
+                "log_id": result.log_id,
+            },
+        )
     return error_response(
         400,
         "invalid_credentials",

@@ -1,7 +1,7 @@
 """Add connect_sessions and oauth_sessions (connect sessions and authorization flows).
 
 Revision ID: 0003_connect
-Revises: 0006_authmodes (re-chained after merging main; was 0002)
+Revises: 0005_security (re-chained after merging main; was 0002)
 Create Date: 2026-11-30
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 import freshtoken.db.types
 
 revision: str = "0003_connect"
-down_revision: str | None = "0006_authmodes"
+down_revision: str | None = "0005_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
