@@ -191,10 +191,11 @@ def test_missing_interpolation_names_the_key(catalog: ProviderCatalog) -> None:
 
 
 def test_interpolated_values_cannot_change_the_host(catalog: ProviderCatalog) -> None:
-    """A subdomain holding URL syntax is percent-encoded: the host stays the provider's."""
-    base, _ = build(catalog, "shopify", config={"subdomain": "evil.example/x?"})
-    assert urlsplit(base).hostname is not None
-    assert urlsplit(base).hostname.endswith(".myshopify.com")  # type: ignore[union-attr]
+    """A subdomain holding URL syntax is refused (url_param_err), never spliced into the host."""
+    with pytest.raises(authurl.MissingConnectionConfig):
+        build(catalog, "shopify", config={"subdomain": "evil.example/x?"})
+    base, _ = build(catalog, "shopify", config={"subdomain": "acme-1"})
+    assert urlsplit(base).hostname == "acme-1.myshopify.com"
 
 
 def test_request_params_win_but_never_over_the_flow_parameters(catalog: ProviderCatalog) -> None:
