@@ -2,7 +2,8 @@
 
 Every log record of the whole session (and every ``*.log`` file a test's subprocesses wrote under
 the session's temporary directory) is scanned at the end for the mock provider's tokens (which all
-start with ``mock-at-``/``mock-rt-``), the mock client secret, and the test API and encryption
+start with ``mock-at-``/``mock-rt-``, its authorization codes ``mock-code-``, connect
+session tokens), the mock client secret, and the test API and encryption
 keys. A hit fails the session, naming the file and the kind of secret (never the secret itself).
 """
 
@@ -17,7 +18,7 @@ import pytest
 
 from freshtoken.logs import json_formatter
 
-_TOKEN = re.compile(r"mock-(?:at|rt)-[A-Za-z0-9_\-]{16,}")
+_TOKEN = re.compile(r"mock-(?:at|rt|code)-[A-Za-z0-9_\-]{16,}|nango_connect_session_[0-9a-f]{64}")
 
 
 def _fixed_secrets() -> dict[str, str]:

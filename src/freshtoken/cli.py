@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 from typing import Any
@@ -131,6 +132,10 @@ def api(host: str | None, port: int | None, workers: int) -> None:
     settings = plain_settings()
     check_schema(settings)
     host, port = host or settings.api_host, port or settings.api_port
+    # Every runtime (this process's, each worker's) reads the address from the environment, so
+    # the default FRESHTOKEN_PUBLIC_URL (the OAuth redirect base) is where this listens.
+    os.environ["FRESHTOKEN_API_HOST"] = host
+    os.environ["FRESHTOKEN_API_PORT"] = str(port)
     # Bound here, before anything is printed, so a busy port is one line naming the setting.
     sock = bind_port(host, port)
     settings_from_env()  # keys and logging, as every worker process will resolve them
@@ -532,6 +537,8 @@ def dev(host: str, port: int | None, demo: bool) -> None:
     runtime = runtime_from_env()
     migrate.upgrade(runtime.engine)
     settings = runtime.settings
+    # The default FRESHTOKEN_PUBLIC_URL (the OAuth redirect base) is where this listens.
+    runtime.settings = settings = settings.model_copy(update={"api_host": host, "api_port": port})
     start_embedded(runtime, demo=demo)
     click.echo(
         "\n".join(
@@ -595,6 +602,43 @@ def bind_port(host: str, port: int) -> socket.socket:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (FRESHTOKEN_API_HOST/PORT)")
     sock.set_inheritable(True)
     return sock
+
+
+# -- connect ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("integration")
+@click.argument("connection_id")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="connection_config value for the flow (e.g. subdomain=acme); repeatable.",
+)
+def connect(integration: str, connection_id: str, params: tuple[str, ...]) -> None:
+    """Print a link that connects (or re-authorises) CONNECTION_ID of INTEGRATION in a browser."""
+    from freshtoken.connect.links import LinkError, connect_link
+
+    config: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param must be KEY=VALUE (got {item!r})")
+        config[key] = value
+    runtime = runtime_from_env()
+    try:
+        link, expires_at = connect_link(runtime, integration, connection_id, config)
+    except LinkError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        runtime.close()
+    click.echo(link)
+    click.echo(
+        f"(valid until {expires_at.isoformat(timespec='seconds')}; open it in a browser)", err=True
+    )
 
 
 # -- report -----------------------------------------------------------------------------------

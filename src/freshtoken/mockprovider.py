@@ -102,6 +102,13 @@ class MockProviderConfig:
     omit_expires_in: bool = False
     expires_in_as_string: bool = False
     omit_refresh_token_in_response: bool = False
+    # GET /authorize (authorization code + PKCE; see freshtoken.mockauthorize).
+    auth_code_lifetime_seconds: float = 60.0
+    require_pkce: bool = True
+    deny_consent: bool = False
+    tamper_state: bool = False
+    reissue_used_code: bool = False
+    corrupt_code_challenge: bool = False
 
     def validate(self) -> None:
         """Raise ValueError when a field has the wrong type or an out-of-range value."""
@@ -212,6 +219,10 @@ class MockProvider:
         self._in_flight = 0
         self._family_seq = 0
         self._issued_since_prune = 0
+        self._auth_codes: dict[str, Any] = {}  # authorization codes (freshtoken.mockauthorize)
+        self._last_auth_code: str | None = None
+        self._oauth1_temporary: dict[str, Any] = {}  # OAuth 1.0a (freshtoken.mockauthorize)
+        self._oauth1_access: dict[str, str] = {}
         # GitHub-App-like and TWO_STEP-like endpoints (issue #12), in their own module.
         self.authmodes = MockAuthModes()
 
@@ -448,6 +459,10 @@ class MockProvider:
                 if not isinstance(presented, str) or not presented:
                     return _oauth_error(400, "invalid_request", "refresh_token is required")
                 return self._refresh(cfg, presented, scope)
+            if grant_type == "authorization_code":
+                from freshtoken.mockauthorize import exchange
+
+                return exchange(self, cfg, params)
             if grant_type is None:
                 return _oauth_error(400, "invalid_request", "grant_type is required")
             return _oauth_error(
@@ -720,6 +735,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_outcome(_Outcome(exc.status, {"error": "invalid_request"}))
             return
         path = urlsplit(self.path).path
+        if path == "/authorize" and method == "GET":
+            from freshtoken.mockauthorize import authorize
+
+            self._send_outcome(authorize(self.provider, urlsplit(self.path).query))
+            return
+        if path.startswith("/oauth1/"):
+            from freshtoken.mockauthorize import oauth1_endpoint
+
+            query = urlsplit(self.path).query
+            auth = self.headers.get("Authorization")
+            self._send_outcome(oauth1_endpoint(self.provider, method, path, query, auth))
+            return
         if path == TOKEN_PATH and method == "POST":
             self._token_endpoint(body)
             return

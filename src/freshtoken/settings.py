@@ -11,6 +11,7 @@ import binascii
 import math
 import os
 import secrets
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 3003
     db_pool_size: int = 10
+    # Where browsers reach the API (the OAuth redirect URI is <public_url>/oauth/callback and
+    # connect links start here). Empty: http://<api_host>:<api_port>. Checked below.
+    public_url: str = ""
+    connect_session_ttl_seconds: int = Field(default=1800, gt=0)  # Nango's 30 minutes
+    oauth_state_ttl_seconds: int = Field(default=900, gt=0)
 
     # Refresh engine (issue 3). Seconds unless named otherwise.
     read_margin_seconds: int = (
@@ -120,6 +126,21 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _public_url_is_safe(self) -> Settings:
+        # Authorization codes travel to this URL: production needs https, except on a loopback
+        # host, where the flow can be tested on one machine (as RFC 8252 allows).
+        check_public_url(self.public_url, production=self.env == "production")
+        return self
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The public base URL without a trailing slash (default: where the API listens)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"http://{host}:{self.api_port}"
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/freshtoken.db``.
@@ -160,6 +181,27 @@ class Settings(BaseSettings):
             if part.strip()
         ]
         return current, old
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_public_url(url: str, *, production: bool) -> None:
+    """Refuse a FRESHTOKEN_PUBLIC_URL that is not an absolute http(s) URL without query/fragment.
+
+    In production it must be https unless its host is loopback (127.0.0.1, localhost, [::1]).
+    """
+    if not url:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("FRESHTOKEN_PUBLIC_URL must be an absolute http(s) URL")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("FRESHTOKEN_PUBLIC_URL must not have credentials, a query or a fragment")
+    if production and parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError(
+            "FRESHTOKEN_PUBLIC_URL must use https in production (http only for loopback hosts)"
+        )
 
 
 def postgres_driver_url(url: str) -> str:

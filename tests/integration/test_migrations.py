@@ -23,7 +23,7 @@ from tests.support import ENCRYPTION_KEY, make_settings, pg_schema_url
 
 pytestmark = pytest.mark.integration
 
-APP_TABLES = {"integrations", "connections"}
+APP_TABLES = {"integrations", "connections", "connect_sessions", "oauth_sessions"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

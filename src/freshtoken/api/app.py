@@ -23,7 +23,16 @@ from freshtoken.api.errors import (
     envelope,
     install_error_handlers,
 )
-from freshtoken.api.routes import connections, health, integrations, metadata, providers, refresh
+from freshtoken.api.routes import (
+    connect,
+    connections,
+    health,
+    integrations,
+    metadata,
+    oauth,
+    providers,
+    refresh,
+)
 from freshtoken.api.serialize import JSONBytesResponse
 from freshtoken.apikeys import KeyRing
 from freshtoken.logs import get_logger
@@ -238,6 +247,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         connections.router,
         integrations.router,
         providers.router,
+        connect.router,  # connect sessions and the browser flows (issue 13)
+        connect.session_router,
+        oauth.router,
     )
     methods: dict[str, set[str]] = {}
     for router in routers:
@@ -245,10 +257,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 methods.setdefault(route.path_format, set()).update(route.methods or ())
+    # @nangohq/frontend opens its result WebSocket at the API's root path.
+    app.add_api_websocket_route("/", oauth.websocket_endpoint)
     # One template can be served by several routes (one per method): a 405 lists them all.
     app.state.methods_by_template = {path: sorted(m) for path, m in methods.items()}
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES)
+    app.add_middleware(oauth.BrowserCorsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # added last = outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -432,3 +432,39 @@ def client_credentials(
         if credentials.get(kept):
             out[kept] = credentials[kept]
     return out
+
+
+def authorization_code(
+    http: httpx.Client,
+    req: GrantRequest,
+    *,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Exchange an authorization code (the connect flow); returns (OAUTH2 credentials, raw body).
+
+    Same request building, client authentication and failure classification as the refresh
+    grant: the catalog's token_url and token_params, Basic or body client authentication.
+    """
+    params = _string_params(req.spec.token_params)
+    params["grant_type"] = "authorization_code"
+    params["code"] = code
+    params["redirect_uri"] = redirect_uri
+    if code_verifier is not None:
+        params["code_verifier"] = code_verifier
+    body = _post(http, req, _url(req, prefer_refresh_url=False), params)
+    credentials: dict[str, Any] = {
+        "type": "OAUTH2",
+        "access_token": str(body.get("access_token") or body.get("token")),
+        "raw": body,
+    }
+    # A token answered without any expiry does not expire (GitHub OAuth apps), as in Nango.
+    if body.get("expires_at") is not None or body.get("expires_in") is not None:
+        credentials["expires_at"] = iso(expiry_from(body, sent_at, default_lifetime))
+    refresh_token = body.get("refresh_token")
+    if isinstance(refresh_token, str) and refresh_token:
+        credentials["refresh_token"] = refresh_token
+    return credentials, body

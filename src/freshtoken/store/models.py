@@ -120,6 +120,56 @@ class Connection(Base):
         return self.deleted_at is not None
 
 
+class ConnectSession(Base):
+    """A Nango connect session: a short-lived token a browser uses to create a connection.
+
+    Only the SHA-256 of the token is stored. ``connection_id``/``provider_config_key`` are set for
+    a reconnect session, which may only re-authorise that one connection.
+    """
+
+    __tablename__ = "connect_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    end_user: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    organization: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    allowed_integrations: Mapped[list[str] | None] = mapped_column(PortableJSON)
+    integrations_config_defaults: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON)
+    tags: Mapped[dict[str, str] | None] = mapped_column(PortableJSON)
+    webhook_url_override: Mapped[str | None] = mapped_column(Text)
+    connection_id: Mapped[str | None] = mapped_column(String(255))
+    provider_config_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OAuthSession(Base):
+    """One authorization flow in progress, found by the SHA-256 of its ``state`` (single use).
+
+    The PKCE verifier and the OAuth 1 request-token secret are encrypted; neither ever leaves
+    the server.
+    """
+
+    __tablename__ = "oauth_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    provider_config_key: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(255))
+    auth_mode: Mapped[str] = mapped_column(String(32))
+    connection_id: Mapped[str] = mapped_column(String(255))
+    connection_config: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    code_verifier_enc: Mapped[str | None] = mapped_column(Text)
+    request_token_secret_enc: Mapped[str | None] = mapped_column(Text)
+    connect_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connect_sessions.id", ondelete="CASCADE"), index=True
+    )
+    ws_client_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class ApiKey(Base):
     """A scoped API key (issue 10). Only its SHA-256 is stored; the key is shown once."""
 

@@ -56,6 +56,22 @@ def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Th
     return [worker_thread, beat_thread]
 
 
+def _demo_connect_flow(runtime: Runtime, provider: Any) -> None:
+    """One more demo connection, ``demo-connected``, made through the OAuth authorization flow."""
+    import httpx
+
+    from freshtoken.connect.links import connect_headless
+
+    endpoints = {"authorization_url": provider.url + "/authorize", "token_url": provider.token_url}
+    from freshtoken.connect.flow import FlowError
+
+    try:
+        with httpx.Client(timeout=10) as http:
+            connect_headless(runtime, "demo", "demo-connected", http, endpoints)
+    except FlowError as exc:  # the demo still runs with its imported connections
+        log.warning("dev.demo_connect_failed", error_type=exc.error_type)
+
+
 def _start_demo(runtime: Runtime) -> Any:
     """Run the mock provider in-process and import demo connections with 2-minute tokens."""
     from freshtoken.mockprovider import MockProvider, MockProviderConfig
@@ -71,6 +87,7 @@ def _start_demo(runtime: Runtime) -> Any:
         client_id=provider.config.client_id,
         client_secret=provider.config.client_secret,
     )
+    _demo_connect_flow(runtime, provider)
     log.info(
         "dev.demo_ready",
         provider_url=provider.url,

@@ -107,6 +107,8 @@ BUSINESS_400: dict[str, set[Rule]] = {
         ("invalid_body", ("credentials", "type")),
         ("invalid_body", ("unique_key",)),
     },
+    "POST /connect/sessions": {("invalid_body", ("allowed_integrations",))},
+    "POST /connect/sessions/reconnect": {("invalid_body", ("connection_id",))},
 }
 
 _POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # the default
@@ -152,6 +154,7 @@ CONFIG: dict[str, Any] = {
         "path.uniqueKey": {"dictionary": "integration_keys", "probability": 0.5},
         "path.connectionId": {"dictionary": "connection_ids", "probability": 0.7},
         "body.connection_id": {"dictionary": "connection_ids", "probability": 0.5},
+        "body.integration_id": {"dictionary": "integration_keys", "probability": 0.7},
         "path.provider": {"dictionary": "providers", "probability": 0.5},
     },
     "operations": [

@@ -1,7 +1,7 @@
 """Scoped API keys (issue 10): the api_keys table, SHA-256 of each key, never the key.
 
 Revision ID: 0005_security
-Revises: 0006_authmodes
+Revises: 0004_authmodes
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import freshtoken.db.types
 
 revision: str = "0005_security"
-down_revision: str | None = "0006_authmodes"
+down_revision: str | None = "0004_authmodes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Index GET /connections' order: live rows by (created_at, id), so a page is an index scan.
 
-Revision ID: 0009_listindex
-Revises: 0005_security (main's head at the time; the lead re-chains)
+Revision ID: 0007_listindex
+Revises: 0006_connect
 Create Date: 2026-11-30
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_listindex"
-down_revision: str | None = "0005_security"
+revision: str = "0007_listindex"
+down_revision: str | None = "0006_connect"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """Add webhook_outbox, the transactional outbox of auth webhooks.
 
-Revision ID: 0004_webhooks
+Revision ID: 0003_webhooks
 Revises: 0002
 Create Date: 2026-11-30
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 import freshtoken.db.types
 
-revision: str = "0004_webhooks"
+revision: str = "0003_webhooks"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

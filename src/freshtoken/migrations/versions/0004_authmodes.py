@@ -2,8 +2,8 @@
 
 Nango keeps the same in ``_nango_configs.custom`` for APP and CUSTOM integrations.
 
-Revision ID: 0006_authmodes
-Revises: 0004_webhooks
+Revision ID: 0004_authmodes
+Revises: 0003_webhooks
 Create Date: 2026-11-30
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_authmodes"
-down_revision: str | None = "0004_webhooks"
+revision: str = "0004_authmodes"
+down_revision: str | None = "0003_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

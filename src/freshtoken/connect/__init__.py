@@ -1,0 +1,1 @@
+"""Creating connections: Nango's connect sessions and the browser authorization flows."""

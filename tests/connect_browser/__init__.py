@@ -1,0 +1,1 @@
+"""The connect flow in a real browser (Debian Chromium, Nango's frontend SDK)."""
