@@ -67,6 +67,9 @@ class Runtime:
         closer = self.extras.get("http_client")
         if closer is not None:
             closer.close()
+        service = self.extras.get("refresh_service")
+        if service is not None:
+            service.close()  # the sync shim's loop thread
 
 
 def build_runtime(

@@ -54,8 +54,12 @@ class Settings(BaseSettings):
     refresh_max_failure_days: int = 4
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 15.0
-    lock_ttl_seconds: float = 30.0  # must exceed connect + read timeout: checked below
+    lock_ttl_seconds: float = 30.0  # must exceed the provider deadline + margin: checked below
     lock_wait_seconds: float = 25.0
+    # One overall deadline per provider call (connect + send + the whole body); unset means
+    # connect + read timeout. It must end a safety margin before the lock's TTL (checked below).
+    provider_deadline_seconds: float | None = Field(default=None, gt=0)
+    provider_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
 
     # Proactive refresh (issue 4).
     scan_interval_seconds: float = 30.0
@@ -84,7 +88,27 @@ class Settings(BaseSettings):
                 "FRESHTOKEN_LOCK_TTL_SECONDS must exceed "
                 "FRESHTOKEN_HTTP_CONNECT_TIMEOUT + FRESHTOKEN_HTTP_READ_TIMEOUT"
             )
+        if self.provider_deadline + self.lock_safety_margin > self.lock_ttl_seconds:
+            raise ValueError(
+                "FRESHTOKEN_PROVIDER_DEADLINE_SECONDS (default: connect + read timeout) must end "
+                f"at least {self.lock_safety_margin:g}s before FRESHTOKEN_LOCK_TTL_SECONDS"
+            )
         return self
+
+    @property
+    def provider_deadline(self) -> float:
+        """The overall deadline of one provider call, in seconds."""
+        if self.provider_deadline_seconds is not None:
+            return self.provider_deadline_seconds
+        return self.http_connect_timeout + self.http_read_timeout
+
+    @property
+    def lock_safety_margin(self) -> float:
+        """Time kept free at the end of a lock's TTL: a holder gives up before its lock expires.
+
+        A fifth of the TTL, at most 5 s: enough for the write after the provider answered.
+        """
+        return min(5.0, 0.2 * self.lock_ttl_seconds)
 
     @property
     def resolved_database_url(self) -> str:

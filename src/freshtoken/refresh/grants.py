@@ -1,9 +1,10 @@
 """The token-endpoint calls (refresh-token and client-credentials grants) and their parsing.
 
-Every provider failure is classified here, in one place: ``permanent`` (the grant or client is
-dead; retrying cannot help and the connection needs re-authorisation) or ``transient`` (network,
-5xx, 429, malformed answers; retry later). A provider entry extends the mapping with
-``refresh_error_codes`` and ``error_in_ok_false``.
+The HTTP call itself goes through :meth:`freshtoken.refresh.http.ProviderHttp.send` (one choke
+point: deadline, body cap). Every provider failure is classified here, in one place:
+``permanent`` (the grant or client is dead; retrying cannot help and the connection needs
+re-authorisation) or ``transient`` (network, 5xx, 429, malformed answers; retry later). A
+provider entry extends the mapping with ``refresh_error_codes`` and ``error_in_ok_false``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
+from freshtoken.refresh.http import (
+    ProviderCallError,
+    ProviderHttp,
+    ProviderRequest,
+    ProviderResponse,
+)
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -123,9 +129,8 @@ def _basic_auth(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def _post(
-    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
-) -> dict[str, Any]:
+def build_request(req: GrantRequest, url: str, params: dict[str, str]) -> ProviderRequest:
+    """The token request: client authentication per the provider entry, form or JSON body."""
     spec = req.spec
     headers = {"Accept": "application/json"}
     if spec.token_request_auth_method == "basic" and req.client_id:  # noqa: S105 - a method name
@@ -135,15 +140,13 @@ def _post(
             params.setdefault("client_id", req.client_id)
         if req.client_secret:
             params.setdefault("client_secret", req.client_secret)
-    try:
-        if spec.body_format == "json":
-            response = http.post(url, json=params, headers=headers)
-        else:
-            response = http.post(url, data=params, headers=headers)
-    except httpx.TimeoutException:
-        raise GrantError(TRANSIENT, "timeout") from None
-    except httpx.TransportError:
-        raise GrantError(TRANSIENT, "connection_error") from None
+    if spec.body_format == "json":
+        return ProviderRequest(url=url, headers=headers, json=params)
+    return ProviderRequest(url=url, headers=headers, form=params)
+
+
+def parse_token_response(spec: ProviderSpec, response: ProviderResponse) -> dict[str, Any]:
+    """The token body of a successful answer, or the classified :class:`GrantError`."""
     try:
         body: Any = orjson.loads(response.content) if response.content else None
     except orjson.JSONDecodeError:
@@ -160,6 +163,20 @@ def _post(
             raise classify(spec, 400, body, response.headers)
         raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
     return body
+
+
+async def _post(
+    http: ProviderHttp,
+    req: GrantRequest,
+    url: str,
+    params: dict[str, str],
+    deadline: float | None,
+) -> dict[str, Any]:
+    try:
+        response = await http.send(build_request(req, url, params), deadline=deadline)
+    except ProviderCallError as exc:
+        raise GrantError(TRANSIENT, exc.code) from None
+    return parse_token_response(req.spec, response)
 
 
 def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
@@ -194,13 +211,14 @@ def expiry_from(
     return sent_at + dt.timedelta(seconds=relative)
 
 
-def refresh_oauth2(
-    http: httpx.Client,
+async def refresh_oauth2(
+    http: ProviderHttp,
     req: GrantRequest,
     credentials: Mapping[str, Any],
     *,
     sent_at: dt.datetime,
     default_lifetime: float,
+    deadline: float | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run the refresh-token grant; returns the new OAUTH2 credentials and whether the RT rotated.
 
@@ -210,7 +228,7 @@ def refresh_oauth2(
     params = _string_params(req.spec.refresh_params or req.spec.token_params)
     params["grant_type"] = "refresh_token"
     params["refresh_token"] = old_rt
-    body = _post(http, req, _url(req, prefer_refresh_url=True), params)
+    body = await _post(http, req, _url(req, prefer_refresh_url=True), params, deadline)
     new_rt = body.get("refresh_token")
     rotated = isinstance(new_rt, str) and bool(new_rt) and new_rt != old_rt
     new_creds: dict[str, Any] = {
@@ -225,13 +243,14 @@ def refresh_oauth2(
     return new_creds, rotated
 
 
-def client_credentials(
-    http: httpx.Client,
+async def client_credentials(
+    http: ProviderHttp,
     req: GrantRequest,
     credentials: Mapping[str, Any],
     *,
     sent_at: dt.datetime,
     default_lifetime: float,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Re-run the client-credentials grant with the connection's own client id and secret."""
     params = _string_params(req.spec.token_params)
@@ -239,7 +258,7 @@ def client_credentials(
     scopes = req.connection_config.get("oauth_scopes")
     if isinstance(scopes, str) and scopes:
         params["scope"] = " ".join(s.strip() for s in scopes.split(",") if s.strip())
-    body = _post(http, req, _url(req, prefer_refresh_url=False), params)
+    body = await _post(http, req, _url(req, prefer_refresh_url=False), params, deadline)
     return {
         "type": "OAUTH2_CC",
         "token": str(body.get("access_token") or body.get("token")),

@@ -1,29 +1,37 @@
 """The refresh service: the one domain operation that turns an ageing token into a fresh one.
 
-Every entry point calls :meth:`RefreshService.refresh`: the read API (``on_read``/``forced``), the
-refresh endpoint and CLI (``manual``), and the Celery tasks (``scheduled``/``keepalive``). Each
-call that reaches the lock emits exactly one ``token.refresh`` event (schema in ``ops/README.md``).
+The core is async and exists once: the read API awaits :meth:`RefreshService.arefresh_for_read`
+(``on_read``/``forced``) on its event loop; the refresh endpoint, the CLI (``manual``) and the
+Celery tasks (``scheduled``/``keepalive``) call the sync :meth:`RefreshService.refresh`, a shim
+that runs the same coroutine on a private loop (:mod:`freshtoken.refresh.runner`). Each call that
+reaches the lock emits exactly one ``token.refresh`` event (schema in ``ops/README.md``).
 
 The sequence, and why:
-1. Callers in this process share one in-flight call per connection (:class:`SingleFlight`).
-2. Take the connection's distributed lock (TTL > HTTP timeouts). On timeout, re-read: serve the
-   token another holder stored if it is fresh; never refresh without the lock.
+1. Callers in this event loop share one in-flight call per connection (:mod:`.flights`, which
+   also holds the forced-refresh rule).
+2. Take the connection's distributed lock (TTL > provider deadline + margin), waiting without a
+   thread. On timeout, re-read: serve the token another holder stored if it is fresh; never
+   refresh without the lock.
 3. Under the lock, re-read the row: if someone refreshed meanwhile, return without calling the
    provider (``skipped_fresh``). A rotating refresh token is therefore never spent twice.
-4. Call the provider, then write with compare-and-set on ``version`` in the same transaction as
-   the bookkeeping. A holder that stalled past its TTL loses the CAS (``fenced``) and the newer
-   token stays.
+4. The steps: build the grant (:meth:`_grant_request`), call the provider under one hard deadline
+   that ends before the lock's TTL (:meth:`_send_grant`), write with compare-and-set on
+   ``version`` (:meth:`_write_success`) or account the failure (:meth:`_record_failure`). A holder
+   that stalled past its TTL anyway loses the CAS (``fenced``) and the newer token stays.
+
+Database steps run in a worker thread for the few milliseconds they take (the sessions are sync
+SQLAlchemy); waiting on the lock or the provider holds no thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from sqlalchemy.exc import DBAPIError
 
 from freshtoken.clock import Clock
@@ -32,6 +40,7 @@ from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
 from freshtoken.refresh import policy
+from freshtoken.refresh.flights import Flight, Flights
 from freshtoken.refresh.grants import (
     PERMANENT,
     TRANSIENT,
@@ -40,15 +49,16 @@ from freshtoken.refresh.grants import (
     client_credentials,
     refresh_oauth2,
 )
+from freshtoken.refresh.http import ProviderHttp
 from freshtoken.refresh.locks import (
     LocalLocks,
     LockProvider,
     LockUnavailableError,
     RedisLocks,
-    SingleFlight,
 )
 from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites, RedisPendingWrites
 from freshtoken.refresh.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from freshtoken.refresh.runner import LoopRunner
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.settings import Settings
 from freshtoken.store.credentials import expires_at_of
@@ -61,6 +71,8 @@ if TYPE_CHECKING:
     from freshtoken.runtime import Runtime
 
 log = get_logger("freshtoken.refresh")
+
+R = TypeVar("R")
 
 TRIGGERS = ("scheduled", "on_read", "forced", "keepalive", "manual")
 OUTCOMES = ("success", "failed", "skipped_fresh", "lock_timeout", "fenced")
@@ -138,7 +150,7 @@ class RefreshService:
         cipher: Cipher,
         catalog: ProviderCatalog,
         clock: Clock,
-        http: httpx.Client,
+        http: ProviderHttp,
         locks: LockProvider,
         pending: PendingWrites | None = None,
         rate_limiter: RateLimiter | None = None,
@@ -154,11 +166,13 @@ class RefreshService:
         # Scheduled and keep-alive refreshes take a slot of the provider's global rate limit
         # right before the HTTP call (reads never wait on it: a caller is waiting on them).
         self.rate_limiter = rate_limiter
-        self._flight: SingleFlight[RefreshResult] = SingleFlight()
+        self._flights: Flights[RefreshResult] = Flights()
+        self._runner = LoopRunner()
         # Test hook: called after the provider answered and before the write (simulates a stall).
+        # A sync hook runs in a worker thread, so a blocking one stalls this refresh only.
         self.before_write: Any = None
 
-    # -- public API ---------------------------------------------------------------------------
+    # -- public API: sync shims ---------------------------------------------------------------
 
     def refresh(
         self,
@@ -169,18 +183,57 @@ class RefreshService:
         seen_version: int | None = None,
         attempt: int = 1,
     ) -> RefreshResult:
+        """Sync shim of :meth:`arefresh` (Celery tasks, the CLI): runs it on a private loop."""
+        return self._runner.run(
+            self.arefresh(
+                connection_pk,
+                trigger=trigger,
+                force=force,
+                seen_version=seen_version,
+                attempt=attempt,
+            )
+        )
+
+    def refresh_for_read(
+        self, conn: Connection, credentials: dict[str, Any], *, force: bool
+    ) -> tuple[Connection, dict[str, Any]]:
+        """Sync shim of :meth:`arefresh_for_read`."""
+        return self._runner.run(self.arefresh_for_read(conn, credentials, force=force))
+
+    def close(self) -> None:
+        """Stop the sync shim's loop thread."""
+        self._runner.close()
+
+    # -- public API: the async core -----------------------------------------------------------
+
+    async def arefresh(
+        self,
+        connection_pk: int,
+        *,
+        trigger: str,
+        force: bool = False,
+        seen_version: int | None = None,
+        attempt: int = 1,
+        fresh_since: dt.datetime | None = None,
+    ) -> RefreshResult:
         """Refresh one connection if it needs it (or always, with ``force``).
 
         ``seen_version`` is the row version the caller decided on; if the row has moved past it
         under the lock, someone else refreshed and a forced call is satisfied without the provider.
+        ``fresh_since`` (forced reads: when the read arrived) is satisfied by any refresh whose
+        provider request was sent at or after it, here or in another process.
         """
-        key = ("refresh", connection_pk)
-        result, _shared = self._flight.do(
-            key, lambda: self._refresh_locked(connection_pk, trigger, force, seen_version, attempt)
+
+        async def run(flight: Flight[RefreshResult]) -> RefreshResult:
+            return await self._refresh_locked(connection_pk, trigger, flight, seen_version, attempt)
+
+        arrived = fresh_since if fresh_since is not None else self.clock.now()
+        result, _shared = await self._flights.join(
+            ("refresh", connection_pk), force=force, arrived=arrived if force else None, run=run
         )
         return result
 
-    def refresh_for_read(
+    async def arefresh_for_read(
         self, conn: Connection, credentials: dict[str, Any], *, force: bool
     ) -> tuple[Connection, dict[str, Any]]:
         """The read API's seam: serve fresh credentials or raise :class:`RefreshDenied`."""
@@ -210,11 +263,14 @@ class RefreshService:
                     connection=conn,
                     log_id=conn.auth_error_log_id,
                 )
-        result = self.refresh(
+        result = await self.arefresh(
             conn.id,
             trigger="forced" if force else "on_read",
             force=force,
-            seen_version=conn.version,
+            # A forced read wants a refresh sent after it arrived, not merely a newer version
+            # than the one it read (that one may have been sent before it arrived).
+            seen_version=None if force else conn.version,
+            fresh_since=now if force else None,
         )
         if result.ok and result.connection is not None:
             return result.connection, result.credentials
@@ -254,11 +310,15 @@ class RefreshService:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _refresh_locked(
+    async def _db(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run a short, blocking database step in a worker thread (the loop stays free)."""
+        return await asyncio.to_thread(fn, *args)
+
+    async def _refresh_locked(
         self,
         pk: int,
         trigger: str,
-        force: bool,
+        flight: Flight[RefreshResult],
         seen_version: int | None,
         attempt_no: int,
     ) -> RefreshResult:
@@ -270,14 +330,14 @@ class RefreshService:
             started=self.clock.monotonic(),
         )
         try:
-            return self._run(attempt, force, seen_version)
+            return await self._run(attempt, flight, seen_version)
         except LockUnavailableError as exc:
             attempt.outcome = "failed"
             attempt.error_class = TRANSIENT
             attempt.error_code = "lock_unavailable"
             error = GrantError(TRANSIENT, "lock_unavailable")
             log.warning("refresh.lock.unavailable", connection_pk=pk, error=str(exc))
-            conn, creds = self._read(pk)
+            conn, creds = await self._db(self._read, pk)
             return RefreshResult("failed", conn, creds, attempt.log_id, error)
         except Exception:
             attempt.outcome = "failed"
@@ -288,16 +348,21 @@ class RefreshService:
         finally:
             self._emit(attempt)
 
-    def _run(self, attempt: _Attempt, force: bool, seen_version: int | None) -> RefreshResult:
+    async def _run(
+        self, attempt: _Attempt, flight: Flight[RefreshResult], seen_version: int | None
+    ) -> RefreshResult:
         pk = attempt.connection_pk
         settings = self.settings
         wait_started = self.clock.monotonic()
-        lease = self.locks.acquire(
+        lease = await self.locks.acquire_async(
             f"refresh:{pk}", settings.lock_ttl_seconds, settings.lock_wait_seconds
         )
         attempt.lock_acquired = self.clock.monotonic()
         attempt.lock_wait_ms = round((attempt.lock_acquired - wait_started) * 1000, 1)
-        conn, creds = self._read(pk)
+        # The decision point: forced reads arriving from now on need the next flight.
+        flight.decide()
+        force, fresh_since = flight.force, flight.fresh_since
+        conn, creds = await self._db(self._read, pk)
         if conn is not None:
             self._describe(attempt, conn)
         if lease is None:
@@ -328,20 +393,28 @@ class RefreshService:
                 attempt.error_class = PERMANENT
                 error = GrantError(PERMANENT, "not_refreshable")
                 return RefreshResult("failed", conn, creds, attempt.log_id, error)
-            recovered = self._apply_pending(attempt, conn)
+            recovered = await self._apply_pending(attempt, conn)
             if recovered:
-                conn, creds = self._read(pk)
+                conn, creds = await self._db(self._read, pk)
                 if conn is None:
                     return RefreshResult("failed", None, {}, attempt.log_id, None)
                 attempt.new_expires_at = creds.get("expires_at")
             moved = seen_version is not None and conn.version != seen_version
-            if (recovered or not force or moved) and not self._due(conn, attempt.trigger):
+            # A refresh sent after the forced read arrived (here or in another process) is the
+            # one it asked for: last_refresh_success is the send time of the stored token.
+            sent_after = (
+                fresh_since is not None
+                and conn.last_refresh_success is not None
+                and conn.last_refresh_success > fresh_since
+            )
+            satisfied = recovered or not force or moved or sent_after
+            if satisfied and not self._due(conn, attempt.trigger):
                 # A recovered stash counts as this attempt's success: new tokens were stored.
                 attempt.outcome = "success" if recovered else "skipped_fresh"
                 return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
-            return self._call_provider(attempt, conn, creds)
+            return await self._call_provider(attempt, conn, creds)
         finally:
-            if not lease.release():
+            if not await lease.release():
                 log.warning(
                     "refresh.lock.expired",
                     connection_pk=pk,
@@ -349,12 +422,12 @@ class RefreshService:
                     lock_ttl_seconds=settings.lock_ttl_seconds,
                 )
 
-    def _call_provider(
+    async def _call_provider(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
     ) -> RefreshResult:
         spec = self.catalog.get(conn.provider)
         try:
-            self._await_rate_slot(attempt, conn.provider, spec)
+            await self._await_rate_slot(attempt, conn.provider, spec)
         except _ThrottledError as throttled:
             # Not a provider failure: no bookkeeping, the caller re-queues after the wait.
             attempt.outcome = "failed"
@@ -366,43 +439,84 @@ class RefreshService:
         try:
             if spec is None:
                 raise GrantError(PERMANENT, "unknown_provider")
-            request = self._grant_request(conn, creds, spec)
-            lifetime = float(
-                spec.default_token_lifetime_seconds or self.settings.default_token_lifetime_seconds
+            request = await self._db(self._grant_request, conn, creds, spec)
+            new_creds, rotated = await self._send_grant(
+                attempt, conn, creds, spec, request, sent_at
             )
-            if conn.credentials_type == "OAUTH2_CC":
-                new_creds = client_credentials(
-                    self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
-                )
-                rotated = False
-            else:
-                new_creds, rotated = refresh_oauth2(
-                    self.http, request, creds, sent_at=sent_at, default_lifetime=lifetime
-                )
         except GrantError as error:
-            return self._record_failure(attempt, conn, creds, error)
+            return await self._db(self._record_failure, attempt, conn, creds, error)
         attempt.rotated_refresh_token = rotated
         attempt.new_expires_at = new_creds.get("expires_at")
         if self.before_write is not None:
-            self.before_write(conn.id)
-        now = self.clock.now()
-        write = RefreshWrite(new_creds, now, self._plan_after_success(conn, new_creds, now))
+            await asyncio.to_thread(self.before_write, conn.id)
+        return await self._write_success(attempt, conn, new_creds, sent_at)
+
+    def _lock_deadline(self, attempt: _Attempt) -> float:
+        """Monotonic time by which the holder must be done: the TTL less the safety margin."""
+        start = attempt.lock_acquired if attempt.lock_acquired is not None else attempt.started
+        return start + self.settings.lock_ttl_seconds - self.settings.lock_safety_margin
+
+    async def _send_grant(
+        self,
+        attempt: _Attempt,
+        conn: Connection,
+        creds: dict[str, Any],
+        spec: ProviderSpec,
+        request: GrantRequest,
+        sent_at: dt.datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """The provider call, cut at the provider deadline and never past the lock's TTL."""
+        lifetime = float(
+            spec.default_token_lifetime_seconds or self.settings.default_token_lifetime_seconds
+        )
+        # Whatever the lock wait and the rate slot took, the call ends a margin before the TTL:
+        # a holder past its deadline gives up instead of racing a successor with the same token.
+        deadline = min(
+            self.settings.provider_deadline, self._lock_deadline(attempt) - self.clock.monotonic()
+        )
+        if conn.credentials_type == "OAUTH2_CC":
+            new_creds = await client_credentials(
+                self.http,
+                request,
+                creds,
+                sent_at=sent_at,
+                default_lifetime=lifetime,
+                deadline=deadline,
+            )
+            return new_creds, False
+        return await refresh_oauth2(
+            self.http,
+            request,
+            creds,
+            sent_at=sent_at,
+            default_lifetime=lifetime,
+            deadline=deadline,
+        )
+
+    async def _write_success(
+        self, attempt: _Attempt, conn: Connection, new_creds: dict[str, Any], sent_at: dt.datetime
+    ) -> RefreshResult:
+        """Stash, compare-and-set write, read back the row that is now current."""
+        # last_refresh_success records when the request was *sent* (the token's issue time, from
+        # which its expiry was computed too): a forced read arriving before that instant is
+        # satisfied by this token (the forced-refresh rule).
+        write = RefreshWrite(new_creds, sent_at, self._plan_after_success(conn, new_creds, sent_at))
         # Stash first: if the database write fails, the rotated tokens must not be lost.
-        self.pending.put(
+        await asyncio.to_thread(
+            self.pending.put,
             conn.id,
             conn.version,
             self.cipher.encrypt_json(new_creds, aad_for("pending", conn.id, "credentials")),
         )
-        written = self._write_with_retry(attempt, conn, write)
-        self.pending.delete(conn.id)
+        written = await self._write_with_retry(attempt, conn, write)
+        await asyncio.to_thread(self.pending.delete, conn.id)
+        latest, latest_creds = await self._db(self._read, conn.id)
         if not written:
             # Someone wrote a newer token while this holder was stalled: theirs stays.
             attempt.outcome = "fenced"
             attempt.error_code = "version_conflict"
-            latest, latest_creds = self._read(conn.id)
             return RefreshResult("fenced", latest, latest_creds, attempt.log_id)
         attempt.outcome = "success"
-        latest, latest_creds = self._read(conn.id)
         return RefreshResult("success", latest, latest_creds, attempt.log_id)
 
     def rate_for(self, provider: str, spec: ProviderSpec | None = None) -> float:
@@ -413,7 +527,9 @@ class RefreshService:
             return float(override)
         return self.settings.provider_rate_limit_per_second
 
-    def _await_rate_slot(self, attempt: _Attempt, provider: str, spec: ProviderSpec | None) -> None:
+    async def _await_rate_slot(
+        self, attempt: _Attempt, provider: str, spec: ProviderSpec | None
+    ) -> None:
         """Take the provider's rate slot right before the call, waiting inline within budget.
 
         The budget keeps the HTTP call itself inside the lock's TTL; past it the attempt is
@@ -423,55 +539,55 @@ class RefreshService:
             return
         rate = self.rate_for(provider, spec)
         settings = self.settings
-        budget_end = (
-            (attempt.lock_acquired or attempt.started)
-            + settings.lock_ttl_seconds
-            - settings.http_connect_timeout
-            - settings.http_read_timeout
-            - 2.0
-        )
-        while (wait := self.rate_limiter.acquire(f"provider:{provider}", rate)) > 0:
+        budget_end = self._lock_deadline(attempt) - settings.provider_deadline
+        limiter = self.rate_limiter
+        while (wait := await asyncio.to_thread(limiter.acquire, f"provider:{provider}", rate)) > 0:
             if self.clock.monotonic() + wait > budget_end:
                 raise _ThrottledError(wait)
-            time.sleep(wait)
+            await asyncio.sleep(wait)
 
-    def _write_with_retry(self, attempt: _Attempt, conn: Connection, write: RefreshWrite) -> bool:
+    async def _write_with_retry(
+        self, attempt: _Attempt, conn: Connection, write: RefreshWrite
+    ) -> bool:
         """The compare-and-set write, retried through a short database outage.
 
         Retries stay inside the lock's TTL (less a margin), so a retried write can never race a
         successor holder; if the database is still down after that, the error propagates and the
         stash (see :mod:`freshtoken.refresh.pending`) is applied by the next attempt.
         """
-        deadline = (attempt.lock_acquired or attempt.started) + self.settings.lock_ttl_seconds - 3.0
+        deadline = self._lock_deadline(attempt)
         delay = 0.25
         while True:
             try:
-                with session_scope(self.session_factory) as session:
-                    return self._store(session).cas_write_refresh(conn.id, conn.version, write)
+                return await self._db(self._cas_write, conn, write)
             except DBAPIError:
                 if self.clock.monotonic() + delay >= deadline:
                     attempt.error_code = "store_unavailable"
                     attempt.error_class = TRANSIENT
                     raise
                 log.warning("refresh.write.retry", connection_pk=conn.id, log_id=attempt.log_id)
-                time.sleep(delay)
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _apply_pending(self, attempt: _Attempt, conn: Connection) -> bool:
+    def _cas_write(self, conn: Connection, write: RefreshWrite) -> bool:
+        with session_scope(self.session_factory) as session:
+            return self._store(session).cas_write_refresh(conn.id, conn.version, write)
+
+    async def _apply_pending(self, attempt: _Attempt, conn: Connection) -> bool:
         """Write credentials a previous attempt stashed but could not store; True if applied."""
-        stash = self.pending.get(conn.id)
+        stash = await asyncio.to_thread(self.pending.get, conn.id)
         if stash is None:
             return False
         version, ciphertext = stash
         if version != conn.version:
             # The row moved on (an import, or the write did land): the stash is stale.
-            self.pending.delete(conn.id)
+            await asyncio.to_thread(self.pending.delete, conn.id)
             return False
         creds = self.cipher.decrypt_json(ciphertext, aad_for("pending", conn.id, "credentials"))
         now = self.clock.now()
         write = RefreshWrite(creds, now, self._plan_after_success(conn, creds, now))
-        written = self._write_with_retry(attempt, conn, write)
-        self.pending.delete(conn.id)
+        written = await self._write_with_retry(attempt, conn, write)
+        await asyncio.to_thread(self.pending.delete, conn.id)
         if written:
             log.warning("refresh.pending.applied", connection_pk=conn.id, log_id=attempt.log_id)
         return written
@@ -479,6 +595,7 @@ class RefreshService:
     def _record_failure(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any], error: GrantError
     ) -> RefreshResult:
+        """Failure accounting (runs in a worker thread: one short transaction)."""
         attempt.outcome = "failed"
         attempt.error_code = error.error_code
         attempt.error_class = error.error_class
@@ -615,26 +732,15 @@ class RefreshService:
         )
 
 
-def build_http_client(settings: Settings) -> httpx.Client:
-    """The HTTP client for token endpoints: explicit connect/read timeouts, no redirects."""
-    timeout = httpx.Timeout(
-        connect=settings.http_connect_timeout,
-        read=settings.http_read_timeout,
-        write=settings.http_read_timeout,
-        pool=settings.http_connect_timeout,
-    )
-    return httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        headers={"User-Agent": "freshtoken"},
-    )
+def build_http_client(settings: Settings) -> ProviderHttp:
+    """The HTTP client for token endpoints: one overall deadline, capped body, no redirects."""
+    return ProviderHttp(settings)
 
 
 def attach_refresh_service(runtime: Runtime) -> RefreshService:
     """Build the refresh service for a runtime and install it as the read API's refresher."""
-    http = runtime.extras.get("http_client") or build_http_client(runtime.settings)
-    runtime.extras["http_client"] = http
+    http = runtime.extras.get("provider_http") or build_http_client(runtime.settings)
+    runtime.extras["provider_http"] = http
     locks: LockProvider = RedisLocks(runtime.redis) if runtime.redis is not None else LocalLocks()
     service = RefreshService(
         settings=runtime.settings,
