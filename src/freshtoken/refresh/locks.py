@@ -101,6 +101,22 @@ class _SyncLeaseInThread:
         return await asyncio.to_thread(self._lease.release)
 
 
+# The sync client's connection settings an asyncio client takes too (the sync pool also carries
+# sync-only internals).
+_ASYNC_KWARGS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "client_name",
+    "health_check_interval",
+)
+
+
 class RedisLocks:
     """Distributed locks in Redis (redis-py ``Lock``: owner token, compare-and-delete release)."""
 
@@ -119,7 +135,8 @@ class RedisLocks:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = redis.asyncio.Redis(**pool.connection_kwargs)
+            given = pool.connection_kwargs
+            client = redis.asyncio.Redis(**{k: given[k] for k in _ASYNC_KWARGS if k in given})
             self._async_clients[loop] = client
         return client
 

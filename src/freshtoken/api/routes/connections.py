@@ -13,6 +13,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
@@ -39,9 +40,10 @@ from freshtoken.api.serialize import (
     connection_full,
     connection_list_item,
 )
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import ReadRefresher, RefreshDenied
+from freshtoken.store.asyncread import decrypt_credentials
 from freshtoken.store.models import Connection
-from freshtoken.store.repository import ConnectionFilters, fetch_for_read
+from freshtoken.store.repository import ConnectionFilters
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
 
@@ -88,28 +90,27 @@ _TAGS_PARAMETER = {
     responses=error_responses(400, 401, 404, 424, 500, 503),
     deprecated=True,
 )
-def get_connection(
+async def get_connection(
     connectionId: ConnectionIdPath,
     query: Annotated[GetConnectionQuery, Query()],
     runtime: RuntimeDep,
 ) -> Response:
     """Return a connection and its credentials, refreshing them first when they are due."""
-    # One indexed SELECT, no write: last_fetched_at is stamped behind the read (FetchStamps).
-    # The transaction ends before the refresher runs: it opens its own sessions, and SQLite
-    # allows one writer at a time.
-    with runtime.store() as store:
-        conn = fetch_for_read(store.session, query.provider_config_key, connectionId)
-        if conn is None:
-            if store.get_integration(query.provider_config_key) is None:
-                raise ApiError(400, "unknown_provider_config", "Provider does not exists")
-            raise ApiError(404, "not_found", "Failed to find connection")
+    # Async end to end: one indexed SELECT on the async engine (autocommit, no ORM session),
+    # no write (last_fetched_at is stamped behind the read by FetchStamps), and a refresh, if
+    # one is needed, is awaited without holding a thread.
+    conn = await runtime.reader.fetch_for_read(query.provider_config_key, connectionId)
+    if conn is None:
+        if not await runtime.reader.integration_exists(query.provider_config_key):
+            raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+        raise ApiError(404, "not_found", "Failed to find connection")
     now = runtime.clock.now()
     conn.last_fetched_at = now  # detached row: changes the response, not the database
     runtime.fetch_stamps.record(conn.id, now)
-    credentials = store.credentials(conn)  # decryption only: no database access
+    credentials = decrypt_credentials(runtime.cipher, conn)
     try:
-        conn, credentials = runtime.refresher.refresh_for_read(
-            conn, credentials, force=query.force_refresh
+        conn, credentials = await _refresh_for_read(
+            runtime.refresher, conn, credentials, query.force_refresh
         )
     except RefreshDenied as exc:
         shown = exc.connection if exc.connection is not None else conn
@@ -122,6 +123,17 @@ def get_connection(
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=query.refresh_token)
     )
+
+
+async def _refresh_for_read(
+    refresher: ReadRefresher, conn: Connection, credentials: dict[str, Any], force: bool
+) -> tuple[Connection, dict[str, Any]]:
+    """Await the refresher's async seam; a sync-only refresher (a plugin, a fake) gets a thread."""
+    seam = getattr(refresher, "arefresh_for_read", None)
+    if seam is not None:
+        result: tuple[Connection, dict[str, Any]] = await seam(conn, credentials, force=force)
+        return result
+    return await run_in_threadpool(refresher.refresh_for_read, conn, credentials, force=force)
 
 
 # -- list ---------------------------------------------------------------------------------------
