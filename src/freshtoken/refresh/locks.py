@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import redis.asyncio
 import redis.connection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 if TYPE_CHECKING:
@@ -136,7 +138,12 @@ class RedisLocks:
         client = self._async_clients.get(loop)
         if client is None:
             given = pool.connection_kwargs
-            client = redis.asyncio.Redis(**{k: given[k] for k in _ASYNC_KWARGS if k in given})
+            # No retries: redis.asyncio retries a timed-out command up to 10 times by default, so a
+            # frozen Redis would hold a read for minutes instead of one socket timeout.
+            client = redis.asyncio.Redis(
+                **{k: given[k] for k in _ASYNC_KWARGS if k in given},
+                retry=AsyncRetry(NoBackoff(), 0),
+            )
             self._async_clients[loop] = client
         return client
 
