@@ -27,7 +27,9 @@ import redis.asyncio
 import redis.connection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
     import redis
@@ -39,7 +41,10 @@ class Lease(Protocol):
     """A held lock."""
 
     def release(self) -> bool:
-        """Release it; False when it had already expired (another holder may own the key now)."""
+        """Release it; False when it had already expired (another holder may own the key now).
+
+        Raises :class:`LockReleaseUnavailableError` when the lock service cannot be reached.
+        """
         ...
 
 
@@ -47,7 +52,10 @@ class AsyncLease(Protocol):
     """A held lock, released from async code."""
 
     async def release(self) -> bool:
-        """Release it; False when it had already expired (another holder may own the key now)."""
+        """Release it; False when it had already expired (another holder may own the key now).
+
+        Raises :class:`LockReleaseUnavailableError` when the lock service cannot be reached.
+        """
         ...
 
 
@@ -67,6 +75,14 @@ class LockUnavailableError(Exception):
     """The lock service itself failed (e.g. Redis down): nobody may refresh without a lock."""
 
 
+class LockReleaseUnavailableError(LockUnavailableError):
+    """A held lock could not be released because the lock service is unreachable.
+
+    Distinct from an expired lease (``release`` returning False): the key stays until its TTL,
+    which on-call must read as "Redis was down", not as "a holder stalled".
+    """
+
+
 class _RedisLease:
     def __init__(self, lock: redis.lock.Lock) -> None:
         self._lock = lock
@@ -76,6 +92,9 @@ class _RedisLease:
             self._lock.release()
         except LockNotOwnedError:
             return False
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Not "expired": Redis could not be asked. The key lives on until its TTL.
+            raise LockReleaseUnavailableError(type(exc).__name__) from None
         except (LockError, RedisError):
             return False
         return True
@@ -88,6 +107,9 @@ class _AsyncRedisLease:
     async def release(self) -> bool:
         try:
             await self._lock.release()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Not "expired": Redis could not be asked. The key lives on until its TTL.
+            raise LockReleaseUnavailableError(type(exc).__name__) from None
         except (LockError, RedisError):
             return False
         return True

@@ -26,9 +26,10 @@ SQLAlchemy); waiting on the lock or the provider holds no thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +52,7 @@ from freshtoken.refresh.grants import (
 )
 from freshtoken.refresh.http import ProviderHttp
 from freshtoken.refresh.locks import (
+    AsyncLease,
     LocalLocks,
     LockProvider,
     LockUnavailableError,
@@ -362,6 +364,11 @@ class RefreshService:
         # The decision point: forced reads arriving from now on need the next flight.
         flight.decide()
         force, fresh_since = flight.force, flight.fresh_since
+        if lease is not None:
+            # Everything that runs while the lock is held (row read, provider, encryption,
+            # stash, write) is inside this block: the lock is released on every path.
+            async with self._holding(lease, attempt):
+                return await self._locked_section(attempt, seen_version, force, fresh_since)
         conn, creds = await self._db(self._read, pk)
         if conn is not None:
             self._describe(attempt, conn)
@@ -379,48 +386,84 @@ class RefreshService:
                 attempt.log_id,
                 None if fresh else GrantError(TRANSIENT, "lock_timeout"),
             )
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, lease: AsyncLease, attempt: _Attempt) -> AsyncIterator[None]:
+        """Hold ``lease`` for the block and release it however the block ends."""
         try:
-            if conn is None:
-                attempt.outcome = "failed"
-                attempt.error_code = "unknown_connection"
-                attempt.error_class = PERMANENT
-                return RefreshResult("failed", None, {}, attempt.log_id, None)
-            if not policy.is_refreshable(conn):
-                # API keys, basic auth, OAuth1 and OAuth2 without a refresh token: nothing to
-                # refresh, and nothing wrong with the connection, so nothing is recorded.
-                attempt.outcome = "failed"
-                attempt.error_code = "not_refreshable"
-                attempt.error_class = PERMANENT
-                error = GrantError(PERMANENT, "not_refreshable")
-                return RefreshResult("failed", conn, creds, attempt.log_id, error)
-            recovered = await self._apply_pending(attempt, conn)
-            if recovered:
-                conn, creds = await self._db(self._read, pk)
-                if conn is None:
-                    return RefreshResult("failed", None, {}, attempt.log_id, None)
-                attempt.new_expires_at = creds.get("expires_at")
-            moved = seen_version is not None and conn.version != seen_version
-            # A refresh sent after the forced read arrived (here or in another process) is the
-            # one it asked for: last_refresh_success is the send time of the stored token.
-            sent_after = (
-                fresh_since is not None
-                and conn.last_refresh_success is not None
-                and conn.last_refresh_success > fresh_since
-            )
-            satisfied = recovered or not force or moved or sent_after
-            if satisfied and not self._due(conn, attempt.trigger):
-                # A recovered stash counts as this attempt's success: new tokens were stored.
-                attempt.outcome = "success" if recovered else "skipped_fresh"
-                return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
-            return await self._call_provider(attempt, conn, creds)
+            yield
         finally:
-            if not await lease.release():
-                log.warning(
-                    "refresh.lock.expired",
-                    connection_pk=pk,
-                    log_id=attempt.log_id,
-                    lock_ttl_seconds=settings.lock_ttl_seconds,
-                )
+            await self._release(lease, attempt)
+
+    async def _release(self, lease: AsyncLease, attempt: _Attempt) -> None:
+        """Release the lock, telling an unreachable lock service apart from an expired lease."""
+        pk = attempt.connection_pk
+        try:
+            released = await lease.release()
+        except LockUnavailableError as exc:
+            # The key stays until its TTL; successors wait at most that long.
+            log.warning(
+                "refresh.lock.release_failed",
+                connection_pk=pk,
+                log_id=attempt.log_id,
+                reason="lock_service_unavailable",
+                error=str(exc),
+                lock_ttl_seconds=self.settings.lock_ttl_seconds,
+            )
+            return
+        if not released:
+            log.warning(
+                "refresh.lock.expired",
+                connection_pk=pk,
+                log_id=attempt.log_id,
+                lock_ttl_seconds=self.settings.lock_ttl_seconds,
+            )
+
+    async def _locked_section(
+        self,
+        attempt: _Attempt,
+        seen_version: int | None,
+        force: bool,
+        fresh_since: dt.datetime | None,
+    ) -> RefreshResult:
+        """The work done under the connection's lock (the caller releases it)."""
+        pk = attempt.connection_pk
+        conn, creds = await self._db(self._read, pk)
+        if conn is not None:
+            self._describe(attempt, conn)
+        if conn is None:
+            attempt.outcome = "failed"
+            attempt.error_code = "unknown_connection"
+            attempt.error_class = PERMANENT
+            return RefreshResult("failed", None, {}, attempt.log_id, None)
+        if not policy.is_refreshable(conn):
+            # API keys, basic auth, OAuth1 and OAuth2 without a refresh token: nothing to
+            # refresh, and nothing wrong with the connection, so nothing is recorded.
+            attempt.outcome = "failed"
+            attempt.error_code = "not_refreshable"
+            attempt.error_class = PERMANENT
+            error = GrantError(PERMANENT, "not_refreshable")
+            return RefreshResult("failed", conn, creds, attempt.log_id, error)
+        recovered = await self._apply_pending(attempt, conn)
+        if recovered:
+            conn, creds = await self._db(self._read, pk)
+            if conn is None:
+                return RefreshResult("failed", None, {}, attempt.log_id, None)
+            attempt.new_expires_at = creds.get("expires_at")
+        moved = seen_version is not None and conn.version != seen_version
+        # A refresh sent after the forced read arrived (here or in another process) is the
+        # one it asked for: last_refresh_success is the send time of the stored token.
+        sent_after = (
+            fresh_since is not None
+            and conn.last_refresh_success is not None
+            and conn.last_refresh_success > fresh_since
+        )
+        satisfied = recovered or not force or moved or sent_after
+        if satisfied and not self._due(conn, attempt.trigger):
+            # A recovered stash counts as this attempt's success: new tokens were stored.
+            attempt.outcome = "success" if recovered else "skipped_fresh"
+            return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
+        return await self._call_provider(attempt, conn, creds)
 
     async def _call_provider(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
