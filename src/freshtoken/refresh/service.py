@@ -89,6 +89,9 @@ MSG_REAUTH = "The connection's authorization was rejected by the provider and mu
 MSG_LOCK_DOWN = (
     "The lock service is unavailable, so the token cannot be refreshed safely right now."
 )
+# error_code of a refresh stopped under the lock: the connection was marked dead meanwhile.
+REJECTED_MEANWHILE = "needs_reauth"
+
 MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
 
 
@@ -131,6 +134,7 @@ class _Attempt:
     new_expires_at: str | None = None
     rotated_refresh_token: bool | None = None
     lock_acquired: float | None = None  # monotonic; the lock's TTL runs from here
+    decided_at: dt.datetime | None = None  # wall clock: when the caller asked for this refresh
 
 
 class _ThrottledError(Exception):
@@ -294,6 +298,15 @@ class RefreshService:
                 log_id=result.log_id,
                 code="lock_unavailable",
             )
+        if result.error is not None and result.error.error_code == REJECTED_MEANWHILE:
+            # The refresh another caller just had rejected: answer as later reads will.
+            raise RefreshDenied(
+                http_status=424,
+                reason="exhausted" if latest.refresh_exhausted else "needs_reauth",
+                message=MSG_EXHAUSTED if latest.refresh_exhausted else MSG_REAUTH,
+                connection=latest,
+                log_id=latest.auth_error_log_id,
+            )
         if result.outcome == "lock_timeout":
             raise RefreshDenied(
                 http_status=424,
@@ -330,6 +343,7 @@ class RefreshService:
             attempt=attempt_no,
             log_id=uuid.uuid4().hex[:20],
             started=self.clock.monotonic(),
+            decided_at=self.clock.now(),
         )
         try:
             return await self._run(attempt, flight, seen_version)
@@ -463,7 +477,32 @@ class RefreshService:
             # A recovered stash counts as this attempt's success: new tokens were stored.
             attempt.outcome = "success" if recovered else "skipped_fresh"
             return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
+        if self._rejected_meanwhile(attempt, conn):
+            # Another holder just had this refresh token rejected (or the connection was marked
+            # dead) while this caller waited: sending the same token again cannot succeed and,
+            # to a provider with reuse detection, looks like a replay.
+            attempt.outcome = "failed"
+            attempt.error_code = REJECTED_MEANWHILE
+            attempt.error_class = PERMANENT
+            error = GrantError(PERMANENT, REJECTED_MEANWHILE)
+            return RefreshResult("failed", conn, creds, attempt.log_id, error)
         return await self._call_provider(attempt, conn, creds)
+
+    def _rejected_meanwhile(self, attempt: _Attempt, conn: Connection) -> bool:
+        """True when the row under the lock says a provider call must not be made.
+
+        Background triggers and plain reads never spend the refresh token of a connection marked
+        as needing re-authorisation or exhausted. A forced or manual refresh may retry such a
+        connection (that is how one is revived), unless the mark was written after the caller
+        decided to refresh: then it is this very token that was just rejected.
+        """
+        if not (conn.needs_reauth or conn.refresh_exhausted):
+            return False
+        if attempt.trigger not in ("forced", "manual"):
+            return True
+        failed = conn.last_refresh_failure
+        decided = attempt.decided_at
+        return failed is not None and decided is not None and failed >= decided
 
     async def _call_provider(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
