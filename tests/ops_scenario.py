@@ -3,7 +3,8 @@
 :func:`scenario_log` drives the real code paths — the proactive scan and its scheduled refreshes,
 reads through the API that refresh on read (expired and forced), a manual refresh, a refresh that
 finds the token already fresh, an ``invalid_grant`` rejection, a provider 500, a lock timeout, a
-fenced write, and API requests answered 200, 400, 401, 404 and 424 — against the in-process
+fenced write, API requests answered 200, 400, 401, 404 and 424, and auth webhooks delivered,
+retried after a 500 and failed on a 410 — against the in-process
 :class:`~freshtoken.mockprovider.MockProvider`, with :func:`freshtoken.logs.configure_logging`
 writing to a buffer. The lines are exactly what a deployment would ship to Loki. The run takes a
 couple of seconds, so it happens once per test session and is shared.
@@ -16,6 +17,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +32,10 @@ from freshtoken.logs import configure_logging
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
+from freshtoken.webhooks.tasks import sender_of
 from freshtoken.worker.scan import Job, RefreshScanner
 from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
+from tests.webhook_receiver import WebhookReceiver
 
 AUTH = {"Authorization": f"Bearer {SECRET_KEY}"}
 INTEGRATION = "mock"
@@ -154,14 +158,42 @@ def _run(runtime: Runtime, provider: MockProvider) -> dict[str, int]:
         statuses["unknown_connection"] = _get(client, "ops-missing")
         statuses["unknown_route"] = client.get("/no-such-route", headers=AUTH).status_code
         statuses["health"] = client.get("/health").status_code
+
+    # Auth webhooks recorded by the steps above: the first answer is a 500 (retried, then
+    # delivered), the second a 410 (failed, not retried), the rest 200.
+    queue: list[int] = runtime.extras["celery_app"].sent
+    sender = sender_of(runtime)
+    for outbox_id in queue:
+        sender.deliver(outbox_id)
+    time.sleep(0.05)  # past the (tiny) retry wait
+    sender.deliver(queue[0])
     return statuses
+
+
+class _Queue:
+    """Stands in for Celery: the webhook rows enqueued after commit, delivered by ``_run``."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send_task(self, _name: str, args: tuple[int]) -> None:
+        self.sent.append(args[0])
 
 
 @functools.cache
 def _scenario() -> tuple[str, tuple[tuple[str, int], ...]]:
-    with tempfile.TemporaryDirectory(prefix="freshtoken-ops-") as tmp:
-        settings = make_settings(Path(tmp), lock_wait_seconds=0.3)
+    with (
+        tempfile.TemporaryDirectory(prefix="freshtoken-ops-") as tmp,
+        WebhookReceiver(script=[500, 410]) as receiver,
+    ):
+        settings = make_settings(
+            Path(tmp),
+            lock_wait_seconds=0.3,
+            webhook_url=receiver.url + "/hooks",
+            webhook_retry_base_seconds=0.01,
+        )
         runtime = make_runtime(settings)
+        runtime.extras["celery_app"] = _Queue()
         try:
             with (
                 MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as provider,

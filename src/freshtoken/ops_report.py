@@ -375,10 +375,15 @@ class LogStats:
         self.statuses = BoundedCounter(64)
         self.routes: BoundedMap[RouteStats] = BoundedMap(RouteStats)
         self.api_latency = QuantileSketch()
+        # webhook.delivery
+        self.webhook_attempts = 0
+        self.webhook_outcomes = BoundedCounter(32)
+        self.webhook_failed = BoundedCounter()
         self._handlers: dict[str, Callable[[dict[str, Any], list[float] | None], bool]] = {
             "token.refresh": self._token_refresh,
             "refresh.scan": self._refresh_scan,
             "api.request": self._api_request,
+            "webhook.delivery": self._webhook_delivery,
         }
 
     # -- input ---------------------------------------------------------------------------------
@@ -573,6 +578,17 @@ class LogStats:
             column = "api_5xx"
         if row is not None:
             row[_COL[column]] += 1
+        return True
+
+    def _webhook_delivery(self, o: dict[str, Any], _row: list[float] | None) -> bool:
+        outcome = o.get("outcome")
+        if not isinstance(outcome, str) or not outcome:
+            return False
+        self.webhook_attempts += 1
+        self.webhook_outcomes.add(outcome)
+        if outcome in ("failed", "refused"):
+            operation = _text(o.get("operation"), "?")
+            self.webhook_failed.add(f"{operation} -> {_text(o.get('url_host'), '?')}")
         return True
 
     # -- derived -------------------------------------------------------------------------------
@@ -950,6 +966,19 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
         out += _table(
             ["route", "requests", ">=400", ">=500", "p50 ms", "p95 ms", "p99 ms"], route_rows
         )
+
+    # webhook.delivery
+    if stats.webhook_attempts:
+        out.append("")
+        out.append(
+            f"Webhooks: {stats.webhook_attempts:,} delivery attempts; "
+            + ", ".join(f"{k} {v:,}" for k, v in stats.webhook_outcomes.most_common())
+        )
+        if stats.webhook_failed.total():
+            out.append(
+                "  given up (operation -> receiver): "
+                + ", ".join(f"{k} {v:,}" for k, v in stats.webhook_failed.most_common(top))
+            )
 
     # failing connections
     out.append("")

@@ -67,9 +67,10 @@ class Runtime:
         """Write pending read stamps and release pooled connections."""
         self.fetch_stamps.close()
         self.engine.dispose()
-        closer = self.extras.get("http_client")
-        if closer is not None:
-            closer.close()
+        for name in ("http_client", "webhook_http_client"):
+            closer = self.extras.get(name)
+            if closer is not None:
+                closer.close()
         service = self.extras.get("refresh_service")
         if service is not None:
             service.close()  # the sync shim's loop thread
@@ -104,6 +105,9 @@ def build_runtime(
             settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
         )
     runtime.redis = redis_client
+    from freshtoken.webhooks import attach_webhooks
+
+    attach_webhooks(runtime)  # auth webhooks, recorded in the state change's transaction
     if with_refresher:
         # Imported here so the store and API can be used before the engine exists in a build.
         from freshtoken.refresh.service import attach_refresh_service

@@ -73,10 +73,30 @@ class Settings(BaseSettings):
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 
+    # Auth webhooks (issue 14), Nango's names: nothing is sent unless a URL is set.
+    webhook_url: str | None = None
+    webhook_secondary_url: str | None = None
+    webhook_on_auth_creation: bool = True
+    webhook_on_auth_override: bool = True
+    webhook_on_auth_refresh_error: bool = True
+    webhook_on_auth_refresh_recovery: bool = True
+    webhook_environment: str = "prod"  # the body's ``environment`` (Nango's environment name)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_seconds: float = Field(default=3.0, gt=0)
+    webhook_deadline_seconds: float = Field(default=3600.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=65536, ge=0)
+    webhook_retention_days: float = Field(default=7.0, gt=0)
+
     @field_validator("redis_url", mode="before")
     @classmethod
     def _empty_redis_is_unset(cls, value: object) -> object:
         # An empty FRESHTOKEN_REDIS_URL (as compose files often pass) means embedded mode.
+        return None if value == "" else value
+
+    @field_validator("webhook_url", "webhook_secondary_url", mode="before")
+    @classmethod
+    def _empty_webhook_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
     @model_validator(mode="after")

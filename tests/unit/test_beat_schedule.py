@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.support import make_settings
 
+from freshtoken.webhooks import SWEEP_TASK, WEBHOOK_TASK
 from freshtoken.worker.celery_app import (
     MAX_COUNTDOWN_SECONDS,
     QUEUE,
@@ -20,11 +21,11 @@ def test_every_beat_entry_names_a_registered_task(tmp_path: Path) -> None:
     """Each beat entry runs a registered task and expires within its own interval."""
     app = create_celery(make_settings(tmp_path, scan_interval_seconds=30))
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"scan-due-connections"}
+    assert set(schedule) == {"scan-due-connections", "sweep-webhooks"}
     for entry in schedule.values():
         assert entry["task"] in app.tasks
         assert entry["options"]["expires"] <= entry["schedule"]
-    assert {SCAN_TASK, REFRESH_TASK} <= set(app.tasks)
+    assert {SCAN_TASK, REFRESH_TASK, WEBHOOK_TASK, SWEEP_TASK} <= set(app.tasks)
 
 
 def test_delivery_guarantees(tmp_path: Path) -> None:

@@ -682,6 +682,8 @@ def test_dashboard_shows_every_view_the_issue_asks_for() -> None:
         assert uses("refresh.scan", unwrap=name), name
     assert uses("api.request", status="500") and uses("api.request", status="400")
     assert uses("api.request", unwrap="duration_ms")
+    assert uses("webhook.delivery", by="outcome")
+    assert uses("webhook.delivery", outcome="failed", by="operation")
 
 
 def test_alert_rules_are_valid_loki_ruler_rules() -> None:
@@ -723,6 +725,9 @@ def test_alert_rules_cover_the_issue() -> None:
     overdue = rules["FreshtokenScanOverdue"]["expr"]
     assert analyse(overdue).segments[0].unwraps == ["oldest_overdue_seconds"]
     assert re.search(r"\)\s*by \(\)\s*>\s*1200\s*$", overdue.strip())
+    webhooks = analyse(rules["FreshtokenWebhookDeliveriesFailing"]["expr"]).segments[0]
+    assert webhooks.events == ["webhook.delivery"]
+    assert any(f.field == "outcome" and f.value == "failed" for f in webhooks.filters)
 
 
 def test_an_expired_token_alert_matches_the_real_line() -> None:
@@ -830,7 +835,7 @@ def test_readme_documents_every_emitted_field_and_alert() -> None:
     text = README.read_text(encoding="utf-8")
     generic = {"timestamp", "level", "event", "logger", "request_id"}
     for line in scenario_events():
-        if line["event"] in ("token.refresh", "refresh.scan", "api.request"):
+        if line["event"] in ("token.refresh", "refresh.scan", "api.request", "webhook.delivery"):
             for key in set(line) - generic:
                 assert f"`{key}`" in text, f"{line['event']}.{key} is not documented"
     for rule in _rules():

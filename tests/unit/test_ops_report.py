@@ -27,7 +27,14 @@ from tests.ops_scenario import scenario_events, scenario_log
 from tests.support import REQUIRE_SERVICES
 
 from freshtoken import ops_report
-from freshtoken.ops_report import LogStats, MinuteSeries, QuantileSketch, collect, report
+from freshtoken.ops_report import (
+    LogStats,
+    MinuteSeries,
+    QuantileSketch,
+    collect,
+    report,
+    summary_lines,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 MEMORY_GROWTH_LIMIT_MB = 60
@@ -349,6 +356,15 @@ def test_report_agrees_with_the_real_scenario_lines(tmp_path: Path) -> None:
     assert stats.scans == 2
     failing = {f.connection_id for f in stats.failing_connections()}
     assert failing == {"ops-revoked", "ops-flaky"}
+    deliveries = [line for line in lines if line["event"] == "webhook.delivery"]
+    assert stats.webhook_attempts == len(deliveries) > 0
+    for outcome in ("delivered", "retry", "failed"):
+        assert stats.webhook_outcomes.get(outcome) == sum(
+            d["outcome"] == outcome for d in deliveries
+        ), outcome
+    assert stats.webhook_failed.get("creation -> 127.0.0.1") == 1
+    summary = "\n".join(summary_lines(stats, 10))
+    assert f"Webhooks: {len(deliveries)} delivery attempts" in summary
 
 
 # -- flat memory on a large log ---------------------------------------------------------------

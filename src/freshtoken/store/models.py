@@ -108,3 +108,43 @@ class Connection(Base):
     def deleted(self) -> bool:
         """True once soft-deleted."""
         return self.deleted_at is not None
+
+
+class WebhookOutbox(Base):
+    """One webhook to deliver to one URL: the transactional outbox of auth webhooks.
+
+    Rows are written in the same transaction as the state change they announce (see
+    :mod:`freshtoken.webhooks`), so a committed change always has its webhook and a rolled-back
+    one never does. ``event_id`` is shared by the rows of one event (primary and secondary URL)
+    and sent as a header, so a receiver can drop a redelivery.
+    """
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        # The sweep: pending rows that are due.
+        Index("ix_webhook_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        # Per-connection ordering: the oldest pending row of a (connection, target) goes first.
+        Index("ix_webhook_outbox_connection_pk_target_id", "connection_pk", "target", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    # No foreign key: the webhook outlives a deleted connection.
+    connection_pk: Mapped[int] = mapped_column(Integer)
+    connection_id: Mapped[str] = mapped_column(String(255))
+    provider_config_key: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(16))  # primary, secondary or override
+    url: Mapped[str] = mapped_column(Text)
+    webhook_type: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(32))
+    success: Mapped[bool] = mapped_column(Boolean)
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes to POST (key-sorted JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_http_status: Mapped[int | None] = mapped_column(Integer)
+    last_outcome: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -18,6 +18,7 @@ from freshtoken.clock import Clock
 from freshtoken.crypto import Cipher, aad_for
 from freshtoken.store.credentials import expires_at_of, has_refresh_token
 from freshtoken.store.models import Connection, Integration
+from freshtoken.webhooks import outbox as webhooks
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class ConnectionStore:
         conn.refresh_claimed_until = None
         self._plan(conn)
         self.session.flush()
+        webhooks.note_stored(self.session, conn, created)
         return conn, created
 
     def list_connections(self, filters: ConnectionFilters) -> list[Connection]:
@@ -286,6 +288,8 @@ class ConnectionStore:
         first (a newer refresh or an import): the caller's tokens must not overwrite theirs.
         """
         creds = write.credentials
+        # Auth webhooks only: was this a failed connection coming back? (no query when off)
+        failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
         result = self.session.execute(
             update(Connection)
             .where(
@@ -311,7 +315,10 @@ class ConnectionStore:
             )
             .execution_options(synchronize_session=False)
         )
-        return cast("CursorResult[Any]", result).rowcount == 1
+        written = cast("CursorResult[Any]", result).rowcount == 1
+        if written:
+            webhooks.note_recovery(self.session, conn_pk, was_failed=failed_before)
+        return written
 
     def write_failure(
         self,
@@ -326,6 +333,7 @@ class ConnectionStore:
         next_refresh_at: dt.datetime | None = None,
     ) -> None:
         """Record a failed refresh (does not touch credentials or ``version``)."""
+        failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
         self.session.execute(
             update(Connection)
             .where(Connection.id == conn_pk, Connection.deleted_at.is_(None))
@@ -341,6 +349,14 @@ class ConnectionStore:
                 next_refresh_at=next_refresh_at,
             )
             .execution_options(synchronize_session=False)
+        )
+        webhooks.note_failure(
+            self.session,
+            conn_pk,
+            was_failed=failed_before,
+            exhausted=exhausted,
+            needs_reauth=needs_reauth,
+            error_code=error_code,
         )
 
     def live_rows_not_under_key(self, key_id: str, after_pk: int, limit: int) -> list[Connection]:

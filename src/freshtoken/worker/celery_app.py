@@ -55,7 +55,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.scan_interval_seconds,
                 # A scan that could not start within one interval is superseded by the next.
                 "options": {"expires": settings.scan_interval_seconds},
-            }
+            },
+            # Auth webhooks whose enqueue after commit was lost (or whose worker died).
+            "sweep-webhooks": {
+                "task": "freshtoken.sweep_webhooks",
+                "schedule": settings.scan_interval_seconds,
+                "options": {"expires": settings.scan_interval_seconds},
+            },
         },
     }
 
@@ -69,6 +75,11 @@ def create_celery(settings: Settings, runtime: Runtime | None = None) -> Celery:
     app.freshtoken_settings = settings
     app.freshtoken_runtime = runtime
     tasks.register(app)
+    from freshtoken.webhooks import tasks as webhook_tasks
+
+    webhook_tasks.register(app)
+    if runtime is not None:
+        runtime.extras.setdefault("celery_app", app)
     return app
 
 
@@ -79,6 +90,7 @@ def runtime_of(app: Celery) -> Runtime:
         from freshtoken.bootstrap import runtime_from_env
 
         runtime = runtime_from_env()
+        runtime.extras.setdefault("celery_app", app)  # webhooks enqueue through this app
         app.freshtoken_runtime = runtime
     return runtime
 

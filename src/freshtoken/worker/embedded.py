@@ -15,6 +15,7 @@ from typing import Any
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 from freshtoken.store.credentials import iso
+from freshtoken.webhooks import SWEEP_TASK
 from freshtoken.worker.celery_app import SCAN_TASK, create_celery
 
 log = get_logger("freshtoken.dev")
@@ -46,6 +47,7 @@ def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Th
     def beat() -> None:
         while not stop.is_set():
             app.send_task(SCAN_TASK, expires=runtime.settings.scan_interval_seconds)
+            app.send_task(SWEEP_TASK, expires=runtime.settings.scan_interval_seconds)
             stop.wait(runtime.settings.scan_interval_seconds)
 
     beat_thread = threading.Thread(target=beat, name="embedded-beat", daemon=True)
