@@ -1,4 +1,4 @@
-"""The forced-refresh rule, in one process, step by step (the 2-process storm is an integration test).
+"""The forced-refresh rule in one process, step by step (the 2-process storm is in integration).
 
 A forced read is satisfied by any refresh whose provider request was sent after it arrived; forced
 reads arriving while one is in flight share the next one; non-forced reads share whatever is in
