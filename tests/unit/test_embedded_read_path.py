@@ -54,8 +54,10 @@ def dev(tmp_path: Path) -> Iterator[tuple[Runtime, MockProvider, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "freshtoken.cli", "dev", "--port", str(port)],
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        stdout=log,  # the JSON logs (scanned by the session's leak check)
+        # stderr carries only the start-up banner, which shows the development secret key on
+        # purpose (it is the developer's own terminal there).
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
+from freshtoken.api.fastread import fast_read_route
 from freshtoken.api.schemas import (
     CONNECTION_ID_PATTERN,
     ApiKeyCredentialsIn,
@@ -41,6 +42,7 @@ from freshtoken.api.serialize import (
     connection_list_item,
 )
 from freshtoken.refresh.seam import ReadRefresher, RefreshDenied
+from freshtoken.runtime import Runtime
 from freshtoken.store.asyncread import decrypt_credentials
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionFilters
@@ -79,29 +81,20 @@ _TAGS_PARAMETER = {
 # -- GET one ------------------------------------------------------------------------------------
 
 
-@router.get(
-    "/connections/{connectionId:path}",
-    response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 500, 503),
-)
-@router.get(
-    "/connection/{connectionId:connection_id}",
-    response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 500, 503),
-    deprecated=True,
-)
-async def get_connection(
-    connectionId: ConnectionIdPath,
-    query: Annotated[GetConnectionQuery, Query()],
-    runtime: RuntimeDep,
+async def read_connection(
+    runtime: Runtime,
+    connection_id: str,
+    provider_config_key: str,
+    force_refresh: bool,
+    include_refresh_token: bool,
 ) -> Response:
-    """Return a connection and its credentials, refreshing them first when they are due."""
-    # Async end to end: one indexed SELECT on the async engine (autocommit, no ORM session),
+    """The read itself, shared by FastAPI's handler and the lean one (:mod:`..fastread`)."""
+    # Async end to end: one indexed SELECT on the async path (autocommit, no ORM session),
     # no write (last_fetched_at is stamped behind the read by FetchStamps), and a refresh, if
     # one is needed, is awaited without holding a thread.
-    conn = await runtime.reader.fetch_for_read(query.provider_config_key, connectionId)
+    conn = await runtime.reader.fetch_for_read(provider_config_key, connection_id)
     if conn is None:
-        if not await runtime.reader.integration_exists(query.provider_config_key):
+        if not await runtime.reader.integration_exists(provider_config_key):
             raise ApiError(400, "unknown_provider_config", "Provider does not exists")
         raise ApiError(404, "not_found", "Failed to find connection")
     now = runtime.clock.now()
@@ -110,7 +103,7 @@ async def get_connection(
     credentials = decrypt_credentials(runtime.cipher, conn)
     try:
         conn, credentials = await _refresh_for_read(
-            runtime.refresher, conn, credentials, query.force_refresh
+            runtime.refresher, conn, credentials, force_refresh
         )
     except RefreshDenied as exc:
         shown = exc.connection if exc.connection is not None else conn
@@ -121,8 +114,41 @@ async def get_connection(
             payload={"connection": connection_denied(shown, exc.log_id)},
         )
     return JSONBytesResponse(
-        connection_full(conn, credentials, include_refresh_token=query.refresh_token)
+        connection_full(conn, credentials, include_refresh_token=include_refresh_token)
     )
+
+
+async def get_connection(
+    connectionId: ConnectionIdPath,
+    query: Annotated[GetConnectionQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Return a connection and its credentials, refreshing them first when they are due."""
+    return await read_connection(
+        runtime, connectionId, query.provider_config_key, query.force_refresh, query.refresh_token
+    )
+
+
+# Registered as the decorators ``@router.get(...)`` would (same order, same OpenAPI), with a
+# route class whose plain requests take the lean handler (see freshtoken.api.fastread).
+_ReadRoute = fast_read_route(read_connection)
+router.add_api_route(
+    "/connection/{connectionId:connection_id}",
+    get_connection,
+    methods=["GET"],
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 500, 503),
+    deprecated=True,
+    route_class_override=_ReadRoute,
+)
+router.add_api_route(
+    "/connections/{connectionId:path}",
+    get_connection,
+    methods=["GET"],
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 500, 503),
+    route_class_override=_ReadRoute,
+)
 
 
 async def _refresh_for_read(
