@@ -1,4 +1,4 @@
-"""Under the lock, a refresh token another caller just had rejected is not sent again (#16 row 4)."""
+"""Under the lock, a refresh token another caller just had rejected is not sent again (#16)."""
 
 from __future__ import annotations
 
