@@ -68,10 +68,12 @@ class Settings(BaseSettings):
     scan_batch_size: int = 500
     refresh_lead_seconds: int = 1200  # default lead: min(20 min, half the token lifetime)
     keepalive_hours: float = 24.0
-    claim_ttl_seconds: int = 300
-    # After a transient failure the scan waits this long before trying the row again (the
-    # task's own retries with backoff come first).
-    scan_retry_after_failure_seconds: int = 120
+    # A claim lasts about one task's worst case (lock wait + lock TTL + a margin): a task lost
+    # with a worker or the broker gives its row back to the scan within a minute.
+    claim_ttl_seconds: int = 60
+    # After a transient failure the scan takes the row back after 2, 4, 8 ... seconds, at most
+    # this long, and before the token expires (the task's own retries run first).
+    scan_retry_after_failure_seconds: int = 30
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 

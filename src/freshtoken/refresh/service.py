@@ -84,13 +84,14 @@ MSG_EXTERNAL = (
     "Please try again later."
 )
 MSG_EXHAUSTED = "The refresh limit has been reached for this connection."
-MSG_BACKOFF = "A recent refresh attempt failed. Backing off before retrying."
 MSG_REAUTH = "The connection's authorization was rejected by the provider and must be renewed."
 MSG_LOCK_DOWN = (
     "The lock service is unavailable, so the token cannot be refreshed safely right now."
 )
 # error_code of a refresh stopped under the lock: the connection was marked dead meanwhile.
 REJECTED_MEANWHILE = "needs_reauth"
+# error_code of a refresh stopped under the lock: a transient failure was recorded meanwhile.
+FAILED_MEANWHILE = "failed_meanwhile"
 
 MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
 
@@ -259,16 +260,11 @@ class RefreshService:
                     connection=conn,
                     log_id=conn.auth_error_log_id,
                 )
-            if policy.in_cooldown(conn, now, self.settings):
-                if not policy.is_expired(conn, now):
-                    return conn, credentials  # still valid: serve it, retry after the cooldown
-                raise RefreshDenied(
-                    http_status=424,
-                    reason="cooldown",
-                    message=MSG_BACKOFF,
-                    connection=conn,
-                    log_id=conn.auth_error_log_id,
-                )
+            if policy.in_cooldown(conn, now, self.settings) and not policy.is_expired(conn, now):
+                return conn, credentials  # still valid: serve it, retry after the cooldown
+            # An expired token past a transient failure is refreshed once (single flight: one
+            # flight per process, the lock and the check under it across processes): a 424 for
+            # the rest of the cooldown would refuse reads while the provider is healthy again.
         result = await self.arefresh(
             conn.id,
             trigger="forced" if force else "on_read",
@@ -477,32 +473,37 @@ class RefreshService:
             # A recovered stash counts as this attempt's success: new tokens were stored.
             attempt.outcome = "success" if recovered else "skipped_fresh"
             return RefreshResult(attempt.outcome, conn, creds, attempt.log_id)
-        if self._rejected_meanwhile(attempt, conn):
+        meanwhile = self._failed_meanwhile(attempt, conn)
+        if meanwhile is not None:
             # Another holder just had this refresh token rejected (or the connection was marked
-            # dead) while this caller waited: sending the same token again cannot succeed and,
-            # to a provider with reuse detection, looks like a replay.
+            # dead, or its refresh failed) while this caller waited: sending the same token again
+            # cannot succeed, looks like a replay to a provider with reuse detection, or hammers
+            # a provider that is failing. The caller gets that outcome instead.
             attempt.outcome = "failed"
-            attempt.error_code = REJECTED_MEANWHILE
-            attempt.error_class = PERMANENT
-            error = GrantError(PERMANENT, REJECTED_MEANWHILE)
-            return RefreshResult("failed", conn, creds, attempt.log_id, error)
+            attempt.error_code = meanwhile.error_code
+            attempt.error_class = meanwhile.error_class
+            return RefreshResult("failed", conn, creds, attempt.log_id, meanwhile)
         return await self._call_provider(attempt, conn, creds)
 
-    def _rejected_meanwhile(self, attempt: _Attempt, conn: Connection) -> bool:
-        """True when the row under the lock says a provider call must not be made.
+    def _failed_meanwhile(self, attempt: _Attempt, conn: Connection) -> GrantError | None:
+        """The reason, read under the lock, not to call the provider (None: go ahead).
 
         Background triggers and plain reads never spend the refresh token of a connection marked
         as needing re-authorisation or exhausted. A forced or manual refresh may retry such a
         connection (that is how one is revived), unless the mark was written after the caller
-        decided to refresh: then it is this very token that was just rejected.
+        decided to refresh: then it is this very token that was just rejected. A transient
+        failure recorded while a background or read caller waited is that caller's answer too
+        (single flight across processes); forced and manual calls still try.
         """
-        if not (conn.needs_reauth or conn.refresh_exhausted):
-            return False
-        if attempt.trigger not in ("forced", "manual"):
-            return True
         failed = conn.last_refresh_failure
         decided = attempt.decided_at
-        return failed is not None and decided is not None and failed >= decided
+        since = failed is not None and decided is not None and failed > decided
+        user_asked = attempt.trigger in ("forced", "manual")
+        if conn.needs_reauth or conn.refresh_exhausted:
+            return GrantError(PERMANENT, REJECTED_MEANWHILE) if since or not user_asked else None
+        if since and not user_asked:
+            return GrantError(TRANSIENT, FAILED_MEANWHILE)
+        return None
 
     async def _call_provider(
         self, attempt: _Attempt, conn: Connection, creds: dict[str, Any]
@@ -701,9 +702,9 @@ class RefreshService:
             exhausted = attempts >= self.settings.refresh_max_failure_days
             # A transient failure of a forced refresh must not clear an earlier re-auth mark.
             needs_reauth = error.permanent or current.needs_reauth
-            # Dead connections leave the scan; live ones come back after a pause (the task's
-            # own retries with backoff run first).
-            retry_at = now + dt.timedelta(seconds=self.settings.scan_retry_after_failure_seconds)
+            # Dead connections leave the scan; live ones come back after a backoff of seconds,
+            # bounded by the token's expiry, so nothing waits minutes once the fault is over.
+            retry_at = policy.retry_after_failure(current, now, self.settings, attempt.attempt)
             store.write_failure(
                 conn.id,
                 failed_at=now,
