@@ -51,6 +51,14 @@ from freshtoken.refresh.grants import (
     refresh_oauth2,
 )
 from freshtoken.refresh.http import ProviderHttp
+from freshtoken.refresh.inflight import (
+    LOST_IN_FLIGHT,
+    InFlightMarks,
+    LocalInFlightMarks,
+    Mark,
+    RedisInFlightMarks,
+    reuse_grace_seconds,
+)
 from freshtoken.refresh.locks import (
     AsyncLease,
     LocalLocks,
@@ -161,6 +169,7 @@ class RefreshService:
         locks: LockProvider,
         pending: PendingWrites | None = None,
         rate_limiter: RateLimiter | None = None,
+        inflight: InFlightMarks | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -170,6 +179,8 @@ class RefreshService:
         self.http = http
         self.locks = locks
         self.pending: PendingWrites = pending or LocalPendingWrites()
+        # "Attempt started" marks: a refresh whose outcome was never recorded (issue #16).
+        self.inflight: InFlightMarks = inflight or LocalInFlightMarks()
         # Scheduled and keep-alive refreshes take a slot of the provider's global rate limit
         # right before the HTTP call (reads never wait on it: a caller is waiting on them).
         self.rate_limiter = rate_limiter
@@ -456,6 +467,8 @@ class RefreshService:
             return RefreshResult("failed", conn, creds, attempt.log_id, error)
         recovered = await self._apply_pending(attempt, conn)
         if recovered:
+            # The stashed answer of an earlier call is stored now: its outcome is recorded.
+            await asyncio.to_thread(self.inflight.clear, pk)
             conn, creds = await self._db(self._read, pk)
             if conn is None:
                 return RefreshResult("failed", None, {}, attempt.log_id, None)
@@ -519,20 +532,75 @@ class RefreshService:
             error = GrantError(TRANSIENT, "throttled", retry_after=throttled.wait)
             return RefreshResult("failed", conn, creds, attempt.log_id, error)
         sent_at = self.clock.now()
+        lost: Mark | None = None
         try:
             if spec is None:
                 raise GrantError(PERMANENT, "unknown_provider")
             request = await self._db(self._grant_request, conn, creds, spec)
-            new_creds, rotated = await self._send_grant(
+            lost = await self._start_in_flight(conn, sent_at)
+            new_creds, rotated = await self._send_within_grace(
                 attempt, conn, creds, spec, request, sent_at
             )
         except GrantError as error:
-            return await self._db(self._record_failure, attempt, conn, creds, error)
+            if lost is not None and _spent_token_rejected(error):
+                # The earlier call spent this refresh token and its answer was lost: say so, so
+                # on-call and the auth webhook know it was not the user who revoked access.
+                error = GrantError(PERMANENT, LOST_IN_FLIGHT, http_status=error.http_status)
+            result = await self._db(self._record_failure, attempt, conn, creds, error)
+            if not _outcome_unknown(error):
+                await asyncio.to_thread(self.inflight.clear, conn.id)
+            return result
         attempt.rotated_refresh_token = rotated
         attempt.new_expires_at = new_creds.get("expires_at")
         if self.before_write is not None:
             await asyncio.to_thread(self.before_write, conn.id)
-        return await self._write_success(attempt, conn, new_creds, sent_at)
+        result = await self._write_success(attempt, conn, new_creds, sent_at)
+        await asyncio.to_thread(self.inflight.clear, conn.id)
+        return result
+
+    async def _start_in_flight(self, conn: Connection, sent_at: dt.datetime) -> Mark | None:
+        """Mark the refresh as sent; return an earlier mark for the same row version, if any.
+
+        Such a mark means an earlier call sent this very refresh token and its outcome was never
+        recorded (see :mod:`freshtoken.refresh.inflight`). Client credentials spend nothing.
+        """
+        if conn.credentials_type != "OAUTH2":
+            return None
+        previous = await asyncio.to_thread(self.inflight.get, conn.id)
+        mark = Mark(conn.version, sent_at.timestamp())
+        await asyncio.to_thread(self.inflight.start, conn.id, mark)
+        return previous if previous is not None and previous.version == conn.version else None
+
+    async def _send_within_grace(
+        self,
+        attempt: _Attempt,
+        conn: Connection,
+        creds: dict[str, Any],
+        spec: ProviderSpec,
+        request: GrantRequest,
+        sent_at: dt.datetime,
+    ) -> tuple[dict[str, Any], bool]:
+        """The provider call; an answer lost in transit is asked for once more inside the
+        provider's reuse grace, where the (maybe already rotated) refresh token still works."""
+        try:
+            return await self._send_grant(attempt, conn, creds, spec, request, sent_at)
+        except GrantError as error:
+            grace = reuse_grace_seconds(spec)
+            elapsed = (self.clock.now() - sent_at).total_seconds()
+            room = self._lock_deadline(attempt) - self.clock.monotonic()
+            if not (_outcome_unknown(error) and conn.credentials_type == "OAUTH2"):
+                raise
+            if elapsed >= grace or room < 1.0:
+                raise
+            log.warning(
+                "refresh.grace.retry",
+                connection_pk=conn.id,
+                log_id=attempt.log_id,
+                error_code=error.error_code,
+                grace_seconds=grace,
+            )
+            # sent_at stays the first send: the expiry computed from it errs on the early side.
+            return await self._send_grant(attempt, conn, creds, spec, request, sent_at)
 
     def _lock_deadline(self, attempt: _Attempt) -> float:
         """Monotonic time by which the holder must be done: the TTL less the safety margin."""
@@ -815,6 +883,26 @@ class RefreshService:
         )
 
 
+# Permanent errors that say the refresh token itself is dead (not the client's configuration).
+_CLIENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope"}
+)
+
+
+def _spent_token_rejected(error: GrantError) -> bool:
+    """True when a permanent error rejects the refresh token (invalid_grant and its forms)."""
+    return error.permanent and error.error_code not in _CLIENT_ERRORS | {"unknown_provider"}
+
+
+def _outcome_unknown(error: GrantError) -> bool:
+    """True when the provider may have acted on the request without an answer reaching us."""
+    return (
+        error.error_class == TRANSIENT
+        and error.http_status is None
+        and error.error_code in ("timeout", "connection_error")
+    )
+
+
 def build_http_client(settings: Settings) -> ProviderHttp:
     """The HTTP client for token endpoints: one overall deadline, capped body, no redirects."""
     return ProviderHttp(settings)
@@ -838,6 +926,9 @@ def attach_refresh_service(runtime: Runtime) -> RefreshService:
         ),
         rate_limiter=(
             RedisRateLimiter(runtime.redis) if runtime.redis is not None else LocalRateLimiter()
+        ),
+        inflight=(
+            RedisInFlightMarks(runtime.redis) if runtime.redis is not None else LocalInFlightMarks()
         ),
     )
     runtime.refresher = service
