@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _service(rt: Runtime) -> RefreshService:
     return service
 
 
-def _events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == "token.refresh"]
 
 
@@ -68,7 +68,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def _refresh_losing_the_answer(
     rt: Runtime, provider: MockProvider, pk: int
-) -> tuple[RefreshResult, list[dict[str, Any]]]:
+) -> tuple[RefreshResult, list[MutableMapping[str, Any]]]:
     """One refresh whose provider rotates the token but answers after the client gave up; the
     latency is removed as soon as the provider saw the request (later calls are fast)."""
     provider.configure(latency_seconds=2.5)
@@ -156,7 +156,7 @@ def test_without_catalog_grace_the_next_attempt_recovers_inside_the_provider_gra
         assert provider.stats()["grace_accepted"] == 1
 
 
-def test_redis_marks_survive_the_process(tmp_path: Path) -> None:
+def test_redis_marks_survive_the_process() -> None:
     """Marks in Redis are seen by another process's service (a killed worker's mark counts)."""
     server = fakeredis.FakeServer()
     writer = RedisInFlightMarks(fakeredis.FakeRedis(server=server))
@@ -167,7 +167,7 @@ def test_redis_marks_survive_the_process(tmp_path: Path) -> None:
     assert writer.get(7) is None
 
 
-def test_mark_store_down_never_blocks_a_refresh(tmp_path: Path) -> None:
+def test_mark_store_down_never_blocks_a_refresh() -> None:
     """A Redis error in the mark store is logged and the refresh goes on."""
 
     class Down(fakeredis.FakeRedis):
@@ -182,7 +182,7 @@ def test_mark_store_down_never_blocks_a_refresh(tmp_path: Path) -> None:
     assert logs[0]["event"] == "refresh.inflight.unavailable"
 
 
-def test_mock_token_endpoint_spends_on_timeout(tmp_path: Path) -> None:
+def test_mock_token_endpoint_spends_on_timeout() -> None:
     """Sanity check of the fixture: the mock rotates even when the client stops waiting."""
     with MockProvider(MockProviderConfig(latency_seconds=1.0)) as provider:
         family = provider.seed()
