@@ -14,16 +14,23 @@ from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.settings import Settings, resolve_dev_keys
 
 
-def settings_from_env(**overrides: Any) -> Settings:
-    """Read settings from the environment, turning validation errors into one-line ConfigErrors."""
+def plain_settings(**overrides: Any) -> Settings:
+    """The settings as the environment gives them (no keys resolved, logging untouched).
+
+    Validation errors become one-line ConfigErrors naming the variable.
+    """
     try:
-        settings = Settings(**overrides)
+        return Settings(**overrides)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
         variable = f"FRESHTOKEN_{field.upper()}" if first.get("loc") else field
         raise ConfigError(f"{variable}: {first.get('msg', 'invalid value')}") from None
-    settings, generated = resolve_dev_keys(settings)
+
+
+def settings_from_env(**overrides: Any) -> Settings:
+    """Read settings from the environment, turning validation errors into one-line ConfigErrors."""
+    settings, generated = resolve_dev_keys(plain_settings(**overrides))
     configure_logging(
         settings.log_level,
         settings.log_format,
@@ -33,7 +40,7 @@ def settings_from_env(**overrides: Any) -> Settings:
         get_logger("freshtoken.settings").warning(
             "settings.keys_generated",
             variables=generated,
-            keys_file=str(settings.data_dir / "keys.json"),
+            keys_file=str((settings.data_dir / "keys.json").resolve()),
             detail="development mode: generated once and kept in the keys file",
         )
     return settings
@@ -51,9 +58,17 @@ def _secret_values(settings: Settings) -> list[str]:
     return values
 
 
-def runtime_from_env(**overrides: Any) -> Runtime:
-    """Settings, logging and the runtime, or exit with a one-line error."""
+def runtime_from_env(*, require_schema: bool = False, **overrides: Any) -> Runtime:
+    """Settings, logging and the runtime, or exit with a one-line error.
+
+    ``require_schema``: first check that the database has freshtoken's schema (raising
+    :class:`~freshtoken.preflight.CliError` before any key or file is created when it has not).
+    """
     try:
+        if require_schema:
+            from freshtoken.preflight import check_schema
+
+            check_schema(plain_settings(**overrides))
         settings = settings_from_env(**overrides)
         return build_runtime(settings)
     except (ConfigError, ProviderCatalogError) as exc:

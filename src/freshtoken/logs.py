@@ -1,6 +1,8 @@
 """One structlog configuration for every process (API, worker, beat, CLI).
 
-Every line is one JSON object on stdout. Library records (uvicorn, httpx, celery, SQLAlchemy) go
+Log lines go to stderr (stdout is for a command's results). Every line is one JSON object, or, on
+a terminal (``FRESHTOKEN_LOG_FORMAT=auto``, the default) or with ``console``, one short line that a
+person reads (:func:`console_renderer`). Library records (uvicorn, httpx, celery, SQLAlchemy) go
 through the same processors via :class:`structlog.stdlib.ProcessorFormatter`, so they are JSON too
 and pass the same redaction. Redaction runs last before rendering: nothing that reaches a line —
 event fields, messages, exception tracebacks — keeps a token, secret, authorization header or key.
@@ -127,6 +129,107 @@ def _orjson_dumps(obj: MutableMapping[str, Any], **_kw: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
+# Context that makes JSON lines joinable; on a terminal it only pushes the message off screen.
+_CONSOLE_DROP = frozenset(
+    {"timestamp", "level", "logger", "event", "exception", "stack", "task_id", "task_name"}
+)
+
+
+def _console_value(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if text and " " not in text else repr(text)
+
+
+def _console_ms(value: Any) -> str:
+    return f"{value:.0f}ms" if isinstance(value, int | float) else "-"
+
+
+def _console_body(event: str, ed: EventDict) -> tuple[str, set[str]]:
+    """The event-specific part of a console line and the fields it used."""
+    if event == "token.refresh":
+        parts = [
+            str(ed.get("outcome")),
+            f"{ed.get('provider_config_key')}/{ed.get('connection_id')}",
+            f"trigger={ed.get('trigger')}",
+            _console_ms(ed.get("duration_ms")),
+        ]
+        if ed.get("error_code"):
+            parts.append(f"error={ed.get('error_code')} ({ed.get('error_class')})")
+        if ed.get("new_expires_at"):
+            parts.append(f"new token expires {ed.get('new_expires_at')}")
+        used = {
+            "outcome", "provider_config_key", "connection_id", "trigger", "duration_ms",
+            "error_code", "error_class", "new_expires_at",
+        }  # fmt: skip
+        # The rest of token.refresh's fields are for dashboards; the JSON format keeps them.
+        used |= {
+            "connection_pk", "provider", "http_status", "lock_wait_ms", "seconds_to_expiry",
+            "rotated_refresh_token", "attempt", "log_id",
+        }  # fmt: skip
+        return " ".join(parts), used
+    if event == "refresh.scan":
+        body = (
+            f"due={ed.get('due')} enqueued={ed.get('enqueued')} "
+            f"{_console_ms(ed.get('duration_ms'))}"
+        )
+        return body, {
+            "due", "claimed", "enqueued", "skipped", "oldest_overdue_seconds", "duration_ms",
+            "pages",
+        }  # fmt: skip
+    if event == "api.request":
+        body = (
+            f"{ed.get('method')} {ed.get('route')} {ed.get('status')} "
+            f"{_console_ms(ed.get('duration_ms'))}"
+        )
+        return body, {"method", "route", "status", "duration_ms", "request_id"}
+    return "", set()
+
+
+def console_renderer(_logger: Any, _method: str, event_dict: EventDict) -> str:
+    """Render one event as a short line: ``HH:MM:SS level event details``.
+
+    Known events (``token.refresh``, ``refresh.scan``, ``api.request``) get a fixed, compact
+    shape; any other event lists its fields as ``key=value``. A traceback follows on its own
+    lines. Runs after redaction, like the JSON renderer.
+    """
+    ed = event_dict
+    ts = str(ed.get("timestamp", ""))
+    clock = ts[11:19] if len(ts) >= 19 else ts
+    event = str(ed.get("event", ""))
+    body, used = _console_body(event, ed)
+    rest = " ".join(
+        f"{k}={_console_value(v)}"
+        for k, v in ed.items()
+        if k not in _CONSOLE_DROP and k not in used and v is not None
+    )
+    line = " ".join(
+        part for part in (clock, f"{ed.get('level', '')!s:<7}", event, body, rest) if part
+    )
+    for extra in ("exception", "stack"):
+        if ed.get(extra):
+            line += "\n" + str(ed[extra]).rstrip()
+    return line
+
+
+class _AlembicChatter(logging.Filter):
+    """Drops Alembic's "Context impl ..." / "Will assume ... DDL" lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but the two set-up messages."""
+        message = str(record.msg)
+        return not (message.startswith("Context impl") or message.startswith("Will assume"))
+
+
+def resolve_format(fmt: str, stream: Any) -> str:
+    """``json`` or ``console``: ``auto`` means console on a terminal, JSON anywhere else."""
+    if fmt in ("json", "console"):
+        return fmt
+    try:
+        return "console" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # closed or fake streams are not terminals
+        return "json"
+
+
 def configure_logging(
     level: str = "INFO",
     fmt: str = "json",
@@ -134,12 +237,17 @@ def configure_logging(
     stream: Any = None,
     secrets: Iterable[str | None] = (),
 ) -> None:
-    """Configure structlog and the stdlib root logger; safe to call more than once."""
+    """Configure structlog and the stdlib root logger; safe to call more than once.
+
+    Lines go to ``stream`` (default: stderr, so a command's stdout carries only its result).
+    ``fmt`` is ``json``, ``console`` or ``auto`` (console when the stream is a terminal).
+    """
     for secret in secrets:
         register_secret(secret)
+    stream = stream or sys.stderr
     renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if fmt == "console"
+        console_renderer
+        if resolve_format(fmt, stream) == "console"
         else structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     )
     structlog.configure(
@@ -156,7 +264,7 @@ def configure_logging(
         foreign_pre_chain=shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     # Handlers marked ``freshtoken_keep`` (the test suite's leak check) survive reconfiguration
@@ -177,6 +285,10 @@ def configure_logging(
     # Celery's per-task "received"/"succeeded" lines duplicate token.refresh and refresh.scan.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
+    # Alembic narrates its context set-up before every command; the upgrades themselves stay.
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _AlembicChatter) for f in migration.filters):
+        migration.addFilter(_AlembicChatter())
     # uvicorn's access log is replaced by our own api.request event.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 

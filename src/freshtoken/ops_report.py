@@ -52,6 +52,9 @@ RELATIVE_ACCURACY = 0.01
 MAX_KEYS = 200
 MAX_BUCKETS = 1440
 MAX_FAILING = 10_000
+# Latest success per connection, so that "latest attempt failed" is decided by timestamp
+# whatever order the files come in (least recently succeeding evicted first).
+MAX_LAST_OK = 50_000
 MAX_LINE_BYTES = 1 << 20
 PROGRESS_MIN_BYTES = 8 << 20
 OTHER = "(other)"
@@ -356,6 +359,10 @@ class LogStats:
         self.expired_at_read = 0
         self.failing: OrderedDict[tuple[str, str], FailingConnection] = OrderedDict()
         self.failing_evicted = 0
+        # Keyed by the hash of (integration, connection): a third of the memory of the tuple.
+        self.last_ok: OrderedDict[int, str] = OrderedDict()
+        # Lines in freshtoken's console format (FRESHTOKEN_LOG_FORMAT=console or a terminal).
+        self.console = 0
         # refresh.scan
         self.scans = 0
         self.scan_due = 0
@@ -403,6 +410,8 @@ class LogStats:
                     self.blank += 1
                 else:
                     self.malformed += 1
+                    if _CONSOLE_LINE.match(line):
+                        self.console += 1
                 return
         if not isinstance(obj, dict):
             self.malformed += 1
@@ -477,7 +486,7 @@ class LogStats:
             )
             self._failed(o, provider)
         elif outcome in ("success", "skipped_fresh"):
-            self.failing.pop(_connection_key(o), None)
+            self._succeeded(o)
         if row is not None:
             column = _COL.get(f"refresh_{outcome}", _COL["refresh_other"])
             row[column] += 1
@@ -489,10 +498,31 @@ class LogStats:
                 row[_COL["refresh_ms_max"]] = duration
         return True
 
+    def _succeeded(self, o: dict[str, Any]) -> None:
+        key = _connection_key(o)
+        ts = _text(o.get("timestamp"), "")
+        hashed = hash(key)
+        seen = self.last_ok.get(hashed)
+        if seen is None or _not_before(ts, seen):
+            self.last_ok[hashed] = ts
+            self.last_ok.move_to_end(hashed)
+            if len(self.last_ok) > MAX_LAST_OK:
+                self.last_ok.popitem(last=False)
+        entry = self.failing.get(key)
+        if entry is not None and _not_before(ts, entry.last_failure):
+            del self.failing[key]
+
     def _failed(self, o: dict[str, Any], provider: str) -> None:
         key = _connection_key(o)
+        ts = _text(o.get("timestamp"), "")
+        ok = self.last_ok.get(hash(key))
+        if ok is not None and ts and ok and not _not_before(ts, ok):
+            return  # a later attempt (read earlier, from another file) succeeded
         entry = self.failing.get(key)
         status = o.get("http_status")
+        if entry is not None and not _not_before(ts, entry.last_failure):
+            entry.failures += 1  # an older failure: counted, but the latest stays the latest
+            return
         if entry is None:
             entry = FailingConnection(
                 provider_config_key=key[0],
@@ -604,6 +634,24 @@ class LogStats:
     def failing_connections(self) -> list[FailingConnection]:
         """Connections whose latest attempt failed, most recent failure first."""
         return sorted(self.failing.values(), key=lambda f: f.last_failure, reverse=True)
+
+
+_CONSOLE_LINE = re.compile(rb"^\d\d:\d\d:\d\d (debug|info|warning|error|critical) ")
+
+
+def _not_before(ts: str, other: str) -> bool:
+    """True if ``ts`` is at or after ``other``; a missing timestamp counts as newest.
+
+    (Without timestamps the order of the lines decides, as it always did.)
+    """
+    if not ts or not other:
+        return True
+    if ts.endswith("Z") and other.endswith("Z") and len(ts) == len(other):
+        return ts >= other  # same ISO shape: the strings order like the instants
+    a, b = _parse_ts(ts), _parse_ts(other)
+    if a is None or b is None:
+        return True
+    return a >= b
 
 
 def _connection_key(o: dict[str, Any]) -> tuple[str, str]:
@@ -808,6 +856,17 @@ def summary_lines(stats: LogStats, top: int) -> list[str]:
         + (f" ({minutes:,.1f} min)" if minutes else "")
     )
     out.append(f"  percentiles are estimates within {RELATIVE_ACCURACY:.0%} (relative)")
+    if stats.console:
+        out.append(
+            f"  {stats.console:,} lines are in freshtoken's console format, which this report "
+            "cannot read: it reads the JSON lines (FRESHTOKEN_LOG_FORMAT=json, the default when "
+            "the logs go to a file or pipe)"
+        )
+    elif stats.malformed and not stats.events.total():
+        out.append(
+            "  no freshtoken JSON line found: this report reads the JSON log format "
+            "(FRESHTOKEN_LOG_FORMAT=json, one JSON object per line)"
+        )
 
     # token.refresh
     out.append("")
@@ -1072,20 +1131,33 @@ def report_data(stats: LogStats, top: int) -> dict[str, Any]:
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2430;
 background:#f6f7f9}
-h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}
+.status{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:10px;
+margin-top:14px}
+.tile{background:#fff;border:1px solid #dde1e7;border-left:6px solid #90a4ae;border-radius:6px;
+padding:8px 12px}
+.tile b{display:block;font-size:20px}.tile span{font-size:12px;color:#5b6575}
+.tile.ok{border-left-color:#2e7d32}.tile.warn{border-left-color:#ef6c00}
+.tile.bad{border-left-color:#c62828}
+.verdict{font-weight:600;margin-top:10px}.verdict.ok{color:#2e7d32}.verdict.warn{color:#b35200}
+.verdict.bad{color:#c62828}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
-.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:12px 14px}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:12px 14px;min-width:0}
 .card h3{font-size:14px;margin:0 0 6px}.muted{color:#5b6575;font-size:12px}
-svg{width:100%;height:auto;display:block}svg text{font-size:11px;fill:#5b6575}
+svg{width:100%;height:auto;display:block}svg text{font-size:12px;fill:#3d4656}
+svg text.unit{font-weight:600;fill:#1d2430}
 .legend span{display:inline-block;margin-right:12px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:-1px}
 table{border-collapse:collapse;background:#fff;font-size:12px;margin:4px 0 12px}
 th,td{border:1px solid #dde1e7;padding:3px 8px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#eef1f5}
+td.text{text-align:left}.scroll{overflow-x:auto;max-width:100%}
 pre{background:#fff;border:1px solid #dde1e7;padding:10px;overflow:auto;font-size:12px}
 """
 
-# The charts: plain DOM + SVG, no library. Each chart sets data-drawn="true" and data-marks.
+# The charts: plain DOM + SVG, no library. Each chart sets data-drawn="true" and data-marks, and
+# names its one unit (data-unit and a title on the y axis). Axis labels are measured once drawn
+# and a time label that would touch its neighbour is left out, so none overlap at any width.
 _JS = r"""
 (function () {
   "use strict";
@@ -1093,7 +1165,7 @@ _JS = r"""
   var DATA = JSON.parse(document.getElementById("report-data").textContent);
   var COLORS = ["#2e7d32", "#c62828", "#90a4ae", "#ef6c00", "#6a1b9a", "#455a64",
                 "#1565c0", "#00838f", "#ad1457", "#9e9d24"];
-  var W = 640, H = 240, M = {l: 52, r: 12, t: 10, b: 28};
+  var W = 640, H = 256, M = {l: 64, r: 14, t: 34, b: 30}, GAP = 8;
   var drawn = 0;
 
   function el(name, attrs, parent) {
@@ -1102,8 +1174,9 @@ _JS = r"""
     if (parent) { parent.appendChild(node); }
     return node;
   }
-  function text(parent, x, y, s, anchor) {
+  function text(parent, x, y, s, anchor, cls) {
     var t = el("text", {x: x, y: y, "text-anchor": anchor || "middle"}, parent);
+    if (cls) { t.setAttribute("class", cls); }
     t.textContent = s;
     return t;
   }
@@ -1116,25 +1189,29 @@ _JS = r"""
     if (Math.abs(v) >= 1000) { return Math.round(v).toLocaleString("en-US"); }
     return String(Math.round(v * 100) / 100);
   }
+  var multiDay = DATA.minutes.length > 0 &&
+    Math.floor(DATA.minutes[0] / 1440) !== Math.floor(DATA.minutes[DATA.minutes.length - 1] / 1440);
   function hhmm(minute) {
-    var d = new Date(minute * 60000);
-    return d.toISOString().slice(5, 16).replace("T", " ");
+    var iso = new Date(minute * 60000).toISOString();
+    return multiDay ? iso.slice(5, 16).replace("T", " ") : iso.slice(11, 16);
   }
-  function frame(id, ymax, ymin) {
+  function svgFor(id, height, unit) {
     var card = document.getElementById(id);
-    var svg = el("svg", {viewBox: "0 0 " + W + " " + H, role: "img"}, card);
-    ymin = ymin || 0;
-    var top = nice(Math.max(ymax, ymin < 0 ? -ymin : 0));
-    var bottom = ymin < 0 ? -nice(-ymin) : 0;
-    var y = function (v) {
-      return M.t + (H - M.t - M.b) * (top - v) / (top - bottom || 1);
-    };
+    var svg = el("svg", {viewBox: "0 0 " + W + " " + height, role: "img",
+      "data-unit": unit}, card);
+    text(svg, 4, 14, unit, "start", "unit");
+    return {card: card, svg: svg};
+  }
+  function frame(id, ymax, unit) {
+    var f = svgFor(id, H, unit);
+    var top = nice(ymax);
+    f.y = function (v) { return M.t + (H - M.t - M.b) * (top - v) / top; };
     for (var i = 0; i <= 4; i++) {
-      var v = bottom + (top - bottom) * i / 4;
-      el("line", {x1: M.l, x2: W - M.r, y1: y(v), y2: y(v), stroke: "#e6e9ee"}, svg);
-      text(svg, M.l - 6, y(v) + 4, fmt(v), "end");
+      var v = top * i / 4;
+      el("line", {x1: M.l, x2: W - M.r, y1: f.y(v), y2: f.y(v), stroke: "#e6e9ee"}, f.svg);
+      text(f.svg, M.l - 6, f.y(v) + 4, fmt(v), "end", "ylabel");
     }
-    return {card: card, svg: svg, y: y};
+    return f;
   }
   function legend(card, names, colors) {
     var box = document.createElement("div");
@@ -1149,7 +1226,7 @@ _JS = r"""
     card.appendChild(box);
   }
   function finish(f, marks) {
-    if (!marks) { text(f.svg, W / 2, H / 2, "no data"); }
+    if (!marks) { text(f.svg, W / 2, f.svg.viewBox.baseVal.height / 2, "no data"); }
     f.svg.setAttribute("data-drawn", "true");
     f.svg.setAttribute("data-marks", String(marks));
     drawn += 1;
@@ -1160,24 +1237,37 @@ _JS = r"""
     var band = (W - M.l - M.r) * w / span;
     return {x: function (m) { return M.l + (W - M.l - M.r) * (m - lo) / span; }, band: band};
   }
+  // Bottom labels, measured: a label that would come closer than GAP to the one before (or
+  // stick out of the plot) is removed, so the kept ones never overlap whatever the width.
+  function bottomLabels(f, items) {
+    var lastRight = -Infinity;
+    items.forEach(function (it) {
+      var t = text(f.svg, it.x, H - 10, it.label, "middle", "xlabel");
+      var w = t.getComputedTextLength();
+      var left = it.x - w / 2, right = it.x + w / 2;
+      if (left < lastRight + GAP || left < M.l - 30 || right > W) {
+        f.svg.removeChild(t);
+        return;
+      }
+      if (it.title) { el("title", {}, t).textContent = it.title; }
+      lastRight = right;
+    });
+  }
   function timeAxis(f, minutes, xs) {
-    if (!minutes.length) { return; }
-    var n = Math.min(6, minutes.length), step = Math.max(1, Math.floor(minutes.length / n));
-    for (var i = 0; i < minutes.length; i += step) {
-      text(f.svg, xs.x(minutes[i]) + xs.band / 2, H - 10, hhmm(minutes[i]));
-    }
+    bottomLabels(f, minutes.map(function (m) {
+      return {x: xs.x(m) + xs.band / 2, label: hhmm(m)};
+    }));
   }
   // Time series as stacked bars: one bar per bucket, per-minute values.
-  function stacked(id, columns, names, colors) {
+  function stacked(id, columns, names, colors, unit) {
     colors = colors || COLORS;
     var minutes = DATA.minutes, w = DATA.width_minutes, max = 0;
-    var totals = minutes.map(function (_, i) {
+    minutes.forEach(function (_, i) {
       var s = 0;
       columns.forEach(function (c) { s += DATA.series[c][i] / w; });
       max = Math.max(max, s);
-      return s;
     });
-    var f = frame(id, max), marks = 0;
+    var f = frame(id, max, unit), marks = 0;
     if (minutes.length) {
       var xs = xscale(minutes), bw = Math.max(1, Math.min(xs.band - 1, 48));
       minutes.forEach(function (m, i) {
@@ -1188,7 +1278,7 @@ _JS = r"""
           var r = el("rect", {x: xs.x(m) + (xs.band - bw) / 2, width: bw,
             y: f.y(base + v), height: Math.max(0.5, f.y(base) - f.y(base + v)),
             fill: colors[j % colors.length]}, f.svg);
-          el("title", {}, r).textContent = hhmm(m) + " " + names[j] + ": " + fmt(v) + "/min";
+          el("title", {}, r).textContent = hhmm(m) + " " + names[j] + ": " + fmt(v) + " " + unit;
           base += v;
           marks += 1;
         });
@@ -1197,16 +1287,15 @@ _JS = r"""
     }
     legend(f.card, names, colors);
     finish(f, marks);
-    return totals;
   }
-  // Time series as lines (maxima per bucket), with an optional threshold line.
-  function lines(id, columns, names, perMinute, threshold) {
+  // Time series as lines, all in one unit, with an optional threshold line.
+  function lines(id, columns, names, perMinute, unit, threshold) {
     var minutes = DATA.minutes, w = DATA.width_minutes, max = threshold || 0;
-    var vals = columns.map(function (c, j) {
-      return DATA.series[c].map(function (v) { return perMinute[j] ? v / w : v; });
+    var vals = columns.map(function (c) {
+      return DATA.series[c].map(function (v) { return perMinute ? v / w : v; });
     });
     vals.forEach(function (vs) { vs.forEach(function (v) { max = Math.max(max, v); }); });
-    var f = frame(id, max), marks = 0;
+    var f = frame(id, max, unit), marks = 0;
     if (minutes.length) {
       var xs = xscale(minutes);
       vals.forEach(function (vs, j) {
@@ -1234,45 +1323,73 @@ _JS = r"""
     legend(f.card, names, COLORS);
     finish(f, marks);
   }
-  // Category bars (grouped): percentiles per provider / route, histogram bins.
-  function grouped(id, categories, groups, names) {
+  // Percentiles per category as horizontal bars: one row per provider or route, its full name
+  // on the left (the label column grows to the longest name, up to half the width).
+  function horizontal(id, categories, groups, names, unit) {
+    var rowH = 8 * groups.length + 12, top = M.t;
+    var height = top + rowH * Math.max(1, categories.length) + 26;
+    var f = svgFor(id, height, unit), marks = 0, labels = [], widest = 0;
+    categories.forEach(function (cat, i) {
+      var t = text(f.svg, 0, top + rowH * i + rowH / 2 + 4, cat, "end", "ylabel");
+      widest = Math.max(widest, t.getComputedTextLength());
+      labels.push(t);
+    });
+    var left = Math.min(Math.ceil(widest) + 12, W / 2);
+    labels.forEach(function (t, i) {
+      t.setAttribute("x", left - 8);
+      var full = categories[i];
+      // Longer than half the chart: shorten in the middle, keep both ends readable.
+      while (t.getComputedTextLength() > left - 12 && full.length > 8) {
+        var mid = Math.ceil(full.length / 2);
+        full = full.slice(0, mid - 1) + full.slice(mid + 1);
+        t.textContent = full.slice(0, Math.floor(full.length / 2)) + "\u2026" +
+          full.slice(Math.floor(full.length / 2));
+      }
+      el("title", {}, t).textContent = categories[i];  // the full name on hover
+    });
     var max = 0;
     groups.forEach(function (g) { g.forEach(function (v) { if (v > max) { max = v; } }); });
-    var f = frame(id, max), marks = 0;
-    var slot = (W - M.l - M.r) / Math.max(1, categories.length);
-    var bw = Math.max(1, Math.min(36, (slot - 8) / groups.length));
+    var scaleMax = nice(max), plotW = W - M.r - left;
+    var x = function (v) { return left + plotW * v / scaleMax; };
+    var bottom = top + rowH * Math.max(1, categories.length);
+    for (var k = 0; k <= 4; k++) {
+      var v = scaleMax * k / 4;
+      el("line", {x1: x(v), x2: x(v), y1: top, y2: bottom, stroke: "#e6e9ee"}, f.svg);
+      text(f.svg, x(v), bottom + 16, fmt(v), k === 0 ? "start" : k === 4 ? "end" : "middle",
+        "xlabel");
+    }
     categories.forEach(function (cat, i) {
       groups.forEach(function (g, j) {
-        var v = g[i];
-        if (v === null || v === undefined || v === 0) { return; }
-        var x = M.l + slot * i + (slot - bw * groups.length) / 2 + bw * j;
-        var r = el("rect", {x: x, width: bw - 1, y: f.y(Math.max(v, 0)),
-          height: Math.max(0.5, f.y(0) - f.y(Math.max(v, 0))),
-          fill: COLORS[j % COLORS.length]}, f.svg);
-        el("title", {}, r).textContent = cat + " " + names[j] + ": " + fmt(v);
+        var val = g[i];
+        if (val === null || val === undefined || val <= 0) { return; }
+        var r = el("rect", {x: left, y: top + rowH * i + 6 + 8 * j,
+          width: Math.max(1, x(val) - left), height: 7, fill: COLORS[j % COLORS.length]}, f.svg);
+        el("title", {}, r).textContent = cat + " " + names[j] + ": " + fmt(val) + " " + unit;
         marks += 1;
       });
-      var label = cat.length > 22 ? cat.slice(0, 21) + "\u2026" : cat;
-      text(f.svg, M.l + slot * i + slot / 2, H - 10, label);
     });
     if (names.length > 1) { legend(f.card, names, COLORS); }
     finish(f, marks);
   }
 
   var outcomeCols = DATA.outcomes.map(function (o) { return "refresh_" + o; });
-  stacked("chart-refresh-outcomes", outcomeCols, DATA.outcomes);
+  stacked("chart-refresh-outcomes", outcomeCols, DATA.outcomes, COLORS, "refreshes / min");
   stacked("chart-on-read", ["on_read_valid", "expired_at_read"],
-    ["token still valid", "token already expired"], ["#ef6c00", "#c62828"]);
-  grouped("chart-duration", DATA.duration.categories,
-    [DATA.duration.p50, DATA.duration.p95, DATA.duration.p99], ["p50", "p95", "p99"]);
-  grouped("chart-margin", DATA.margin.labels, [DATA.margin.counts], ["successful refreshes"]);
-  lines("chart-scan", ["due_max", "enqueued", "scans"],
-    ["due (max per scan)", "enqueued per minute", "scans per minute"], [false, true, true]);
-  lines("chart-overdue", ["overdue_max"], ["oldest overdue (s)"], [false], 1200);
+    ["token still valid", "token already expired"], ["#ef6c00", "#c62828"], "refreshes / min");
+  horizontal("chart-duration", DATA.duration.categories,
+    [DATA.duration.p50, DATA.duration.p95, DATA.duration.p99], ["p50", "p95", "p99"], "ms");
+  horizontal("chart-margin", DATA.margin.labels, [DATA.margin.counts], ["successful refreshes"],
+    "successful refreshes");
+  lines("chart-scan-due", ["due_max"], ["due connections (max per scan)"], false,
+    "connections");
+  lines("chart-scan-rate", ["scans", "enqueued"], ["scans", "refreshes enqueued"], true,
+    "per minute");
+  lines("chart-overdue", ["overdue_max"], ["oldest overdue"], false, "seconds", 1200);
   stacked("chart-api", ["api_ok", "api_4xx", "api_5xx"], ["< 400", "4xx", "5xx"],
-    ["#2e7d32", "#ef6c00", "#c62828"]);
-  grouped("chart-api-latency", DATA.api_latency.categories,
-    [DATA.api_latency.p50, DATA.api_latency.p95, DATA.api_latency.p99], ["p50", "p95", "p99"]);
+    ["#2e7d32", "#ef6c00", "#c62828"], "requests / min");
+  horizontal("chart-api-latency", DATA.api_latency.categories,
+    [DATA.api_latency.p50, DATA.api_latency.p95, DATA.api_latency.p99], ["p50", "p95", "p99"],
+    "ms");
   document.body.setAttribute("data-charts-drawn", String(drawn));
 })();
 """
@@ -1284,21 +1401,126 @@ _CHARTS = (
         "Synchronous on-read refreshes per minute",
         "trigger=on_read; should stay near zero",
     ),
-    ("chart-duration", "Refresh duration (ms) by provider", "duration_ms p50 / p95 / p99"),
+    ("chart-duration", "Refresh duration by provider", "duration_ms p50 / p95 / p99"),
     (
         "chart-margin",
         "Proactive margin at successful refreshes",
         "seconds_to_expiry when the refresh succeeded",
     ),
-    ("chart-scan", "Scan health", "refresh.scan: due, enqueued, scans"),
-    ("chart-overdue", "Oldest overdue (s)", "refresh.scan oldest_overdue_seconds (max)"),
+    ("chart-scan-due", "Scan: connections due", "refresh.scan due, highest per time bucket"),
+    ("chart-scan-rate", "Scan: scans and enqueued refreshes", "refresh.scan lines, per minute"),
+    ("chart-overdue", "Scan: oldest overdue", "refresh.scan oldest_overdue_seconds (max)"),
     ("chart-api", "API requests per minute by status", "api.request lines"),
-    ("chart-api-latency", "API latency (ms) by route", "duration_ms p50 / p95 / p99"),
+    ("chart-api-latency", "API latency by route", "duration_ms p50 / p95 / p99"),
 )
 
 
+@dataclass
+class StatusItem:
+    """One tile of the status summary at the top of the HTML page."""
+
+    label: str
+    value: str
+    detail: str
+    level: str  # ok, warn or bad
+
+
+def status_items(stats: LogStats) -> list[StatusItem]:
+    """The status summary: the alert conditions of ops/README.md, judged over these logs."""
+    items: list[StatusItem] = []
+    failed = stats.outcomes.get("failed")
+    ratio = failed / stats.refreshes if stats.refreshes else 0.0
+    items.append(
+        StatusItem(
+            "Refresh failures",
+            _pct(failed, stats.refreshes),
+            f"{failed:,} of {stats.refreshes:,} attempts",
+            "bad" if ratio > 0.10 else "warn" if failed else "ok",
+        )
+    )
+    failing = stats.failing_connections()
+    permanent = sum(1 for f in failing if f.error_class == "permanent")
+    items.append(
+        StatusItem(
+            "Failing connections",
+            f"{len(failing):,}",
+            f"{permanent:,} need re-authorisation",
+            "bad" if permanent else "warn" if failing else "ok",
+        )
+    )
+    items.append(
+        StatusItem(
+            "Expired at read",
+            f"{stats.expired_at_read:,}",
+            f"on-read refreshes {stats.triggers.get('on_read'):,}",
+            "bad" if stats.expired_at_read else "ok",
+        )
+    )
+    gap = stats.scan_max_gap
+    items.append(
+        StatusItem(
+            "Scheduler",
+            f"{stats.scans:,} scans",
+            f"longest gap {_fmt(gap)} s" if gap is not None else "no gap measured",
+            "bad" if (gap or 0) > 300 or (stats.refreshes and not stats.scans) else "ok",
+        )
+    )
+    overdue = stats.scan_overdue.max if stats.scan_overdue.count else None
+    items.append(
+        StatusItem(
+            "Oldest overdue",
+            f"{_fmt(overdue)} s",
+            "alert above 1200 s",
+            "bad" if (overdue or 0) > 1200 else "warn" if (overdue or 0) > 300 else "ok",
+        )
+    )
+    api_ratio = stats.api_ge500 / stats.requests if stats.requests else 0.0
+    items.append(
+        StatusItem(
+            "API 5xx",
+            _pct(stats.api_ge500, stats.requests),
+            f"{stats.api_ge500:,} of {stats.requests:,} requests",
+            "bad" if api_ratio > 0.05 else "warn" if stats.api_ge500 else "ok",
+        )
+    )
+    return items
+
+
+def _failing_table(stats: LogStats, top: int) -> str:
+    failing = stats.failing_connections()
+    if not failing:
+        return '<p class="muted" id="failing">No connection whose latest attempt failed.</p>'
+    headers = ["connection", "integration", "provider", "last error", "class", "http", "fails"]
+    headers += ["last failure (UTC)", "log_id"]
+    rows = []
+    for f in failing[:top]:
+        cells = [
+            f.connection_id,
+            f.provider_config_key,
+            f.provider,
+            f.error_code,
+            f.error_class,
+            str(f.http_status) if f.http_status is not None else "-",
+            f"{f.failures:,}",
+            f.last_failure or "-",
+            f.log_id or "-",
+        ]
+        tds = "".join(
+            f'<td class="{"" if i in (5, 6) else "text"}">{html.escape(c)}</td>'
+            for i, c in enumerate(cells)
+        )
+        rows.append(f"<tr>{tds}</tr>")
+    more = len(failing) - min(len(failing), top)
+    note = f'<p class="muted">and {more:,} more (--top)</p>' if more else ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return (
+        f'<div class="scroll"><table id="failing"><tr>{head}</tr>{"".join(rows)}</table></div>'
+        f"{note}"
+    )
+
+
 def render_html(stats: LogStats, top: int) -> str:
-    """One self-contained HTML page: the summary, tables and inline-SVG charts."""
+    """One self-contained HTML page: status, failing connections, charts, the text summary."""
     data = json.dumps(report_data(stats, top), separators=(",", ":"), allow_nan=False)
     # Inside <script>, "<" must never start a tag: JSON allows it escaped.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -1308,6 +1530,22 @@ def render_html(stats: LogStats, top: int) -> str:
         f"script-src 'sha256-{script_hash}'; img-src data:"
     )
     summary = html.escape("\n".join(summary_lines(stats, top)))
+    items = status_items(stats)
+    worst = (
+        "bad"
+        if any(i.level == "bad" for i in items)
+        else ("warn" if any(i.level == "warn" for i in items) else "ok")
+    )
+    verdict = {
+        "ok": "All clear: no alert condition in these logs.",
+        "warn": "Attention: something failed, but no alert condition is met.",
+        "bad": "Problem: at least one alert condition is met (red tiles).",
+    }[worst]
+    tiles = "\n".join(
+        f'<div class="tile {i.level}" data-level="{i.level}"><span>{html.escape(i.label)}</span>'
+        f"<b>{html.escape(i.value)}</b><span>{html.escape(i.detail)}</span></div>"
+        for i in items
+    )
     cards = "\n".join(
         f'<div class="card" id="{cid}"><h3>{html.escape(title)}</h3>'
         f'<div class="muted">{html.escape(note)}</div></div>'
@@ -1327,6 +1565,12 @@ def render_html(stats: LogStats, top: int) -> str:
 <h1>freshtoken log report</h1>
 <div class="muted">{span} (UTC) &middot; {stats.lines:,} lines &middot; percentiles within
 {RELATIVE_ACCURACY:.0%} (relative) &middot; time buckets of {stats.series.width} min</div>
+<div class="verdict {worst}" id="verdict">{html.escape(verdict)}</div>
+<section class="status" id="status">
+{tiles}
+</section>
+<h2>Failing connections (latest attempt failed)</h2>
+{_failing_table(stats, top)}
 <h2>Charts</h2>
 <div class="grid">
 {cards}

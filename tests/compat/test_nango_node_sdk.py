@@ -629,7 +629,7 @@ def test_unknown_integration_and_unknown_connection(observed: dict[str, Any]) ->
     error = failed(observed, "getConnectionUnknownIntegration")
     assert error["status"] == 400
     assert error["data"] == {
-        "error": {"code": "unknown_provider_config", "message": "Provider does not exists"}
+        "error": {"code": "unknown_provider_config", "message": "Provider does not exist"}
     }
     error = failed(observed, "getConnectionUnknownConnection")
     assert error["status"] == 404

@@ -147,7 +147,7 @@ def test_freshtoken_commands_exist_in_cli(where: str, argv: list[str]) -> None:
 def test_every_compose_command_was_collected() -> None:
     """The services we rely on are all checked above (the parametrization is not vacuous)."""
     checked = {where for where, _ in INVOCATIONS}
-    for name in (*FRESHTOKEN_SERVICES, "mock-provider"):
+    for name in (*FRESHTOKEN_SERVICES, "mock-provider", "demo-seed"):
         assert f"compose service {name}" in checked
     assert _dockerfile_instruction("ENTRYPOINT") == ["freshtoken"]
 
@@ -307,7 +307,9 @@ def test_infrastructure_settings() -> None:
     assert services["mock-provider"]["profiles"] == ["demo"]
     for name in (*FRESHTOKEN_SERVICES, "postgres", "redis"):
         assert not services[name].get("profiles"), f"{name} must run without a profile"
-    assert "3003:3003" in [str(p) for p in services["api"]["ports"]]
+    assert [str(p) for p in services["api"]["ports"]] == [
+        "${FRESHTOKEN_API_PUBLISH:-127.0.0.1:3003}:3003"
+    ]
 
 
 def test_dockerfile_basics() -> None:
@@ -320,3 +322,92 @@ def test_dockerfile_basics() -> None:
     assert re.search(r"pip install \.(\s|$)", text)
     assert "[test]" not in text and "[dev]" not in text
     assert _dockerfile_instruction("ENTRYPOINT") == ["freshtoken"]
+
+
+# -- first hour: demo seeder, .env.example, published ports ------------------------------------
+
+ENV_EXAMPLE = ROOT / ".env.example"
+
+
+def _interpolated_variables() -> set[str]:
+    """Every ``${NAME...}`` compose interpolates (comments excluded)."""
+    names: set[str] = set()
+    for line in _compose_text().splitlines():
+        code = line.split("#", 1)[0] if line.lstrip().startswith("#") else line
+        names.update(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", code))
+    return names
+
+
+def _env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def _default_binding(port: str) -> str:
+    """The host side of a port mapping with ``${VAR:-default}`` replaced by its default."""
+    resolved = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", port)
+    return resolved.rsplit(":", 1)[0]
+
+
+def test_env_example_lists_every_variable_compose_reads() -> None:
+    """.env.example names every interpolated variable, and only those."""
+    example = _env_example()
+    assert set(example) == _interpolated_variables()
+
+
+def test_env_example_says_how_to_generate_keys_without_a_host_cli() -> None:
+    """The key command in .env.example runs through the image's `freshtoken` entrypoint."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    command = "docker compose run --rm --no-deps api keys generate"
+    assert command in text and command in _compose_text()
+    resolved, _, rest = _resolve(command.split(" api ", 1)[1].split())
+    assert resolved.name == "generate" and rest == []
+    assert _dockerfile_instruction("ENTRYPOINT") == ["freshtoken"]
+
+
+def test_env_example_placeholders_never_start_a_service() -> None:
+    """An unedited copy of .env.example is refused by freshtoken (invalid encryption key)."""
+    from freshtoken.errors import ConfigError
+    from freshtoken.settings import decode_key
+
+    example = _env_example()
+    for name in REQUIRED_SECRETS:
+        assert example[name], f"{name} must have a placeholder (compose refuses empty values)"
+    with pytest.raises(ConfigError, match="FRESHTOKEN_ENCRYPTION_KEY"):
+        decode_key(example["FRESHTOKEN_ENCRYPTION_KEY"], "FRESHTOKEN_ENCRYPTION_KEY")
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert ".env" in ignored
+
+
+def test_every_published_port_binds_to_localhost_by_default() -> None:
+    """API, mock provider and ops ports all publish on 127.0.0.1 unless a variable says else."""
+    published = {
+        name: [str(p) for p in service.get("ports", [])]
+        for name, service in _services().items()
+        if service.get("ports")
+    }
+    assert {"api", "mock-provider", "grafana", "loki", "alertmanager"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert _default_binding(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_demo_profile_seeds_connections_once() -> None:
+    """`--profile demo` has a one-shot seeder that waits for the schema and a healthy provider."""
+    services = _services()
+    seeder = services["demo-seed"]
+    assert seeder["profiles"] == ["demo"]
+    assert seeder.get("restart") == "no"
+    argv = _argv(seeder["command"])
+    assert argv[0] == "demo-seed"
+    assert argv[argv.index("--provider-url") + 1] == "http://mock-provider:8089"
+    depends = seeder["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["mock-provider"]["condition"] == "service_healthy"
+    check = " ".join(_argv(services["mock-provider"]["healthcheck"]["test"]))
+    assert "8089/health" in check
+    assert _environment(seeder) == _environment(services["worker"])  # same database and keys

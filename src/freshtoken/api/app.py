@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from freshtoken import __version__
 from freshtoken.api.deps import BEARER_SCHEME, key_digest
+from freshtoken.api.docs import install_docs
 from freshtoken.api.errors import (
     SERVER_ERROR_MESSAGE,
     envelope,
@@ -220,7 +221,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             "except /health needs `Authorization: Bearer <secret key>`."
         ),
         default_response_class=JSONBytesResponse,
+        # FastAPI's pages load their assets from a CDN: install_docs serves them from the package.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.runtime = runtime
     app.state.secret_key_digest = key_digest(runtime.settings.secret_key_value())
     install_error_handlers(app)

@@ -8,20 +8,16 @@ tokens come due within the first minute, so proactive refreshes show up in the l
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from typing import Any
 
+from freshtoken.demo import DEMO_CONNECTIONS, DEMO_LIFETIME_SECONDS, import_demo_connections
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
-from freshtoken.store.credentials import iso
 from freshtoken.webhooks import SWEEP_TASK
 from freshtoken.worker.celery_app import SCAN_TASK, create_celery
 
 log = get_logger("freshtoken.dev")
-
-DEMO_CONNECTIONS = 5
-DEMO_LIFETIME_SECONDS = 120
 
 
 def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Thread]:
@@ -68,33 +64,13 @@ def _start_demo(runtime: Runtime) -> Any:
         MockProviderConfig(token_lifetime_seconds=DEMO_LIFETIME_SECONDS), port=0
     ).start()
     runtime.extras["demo_provider"] = provider
-    now = runtime.clock.now()
-    with runtime.store() as store:
-        integration = store.get_integration("demo") or store.create_integration(
-            unique_key="demo",
-            provider="oauth2",
-            display_name="Demo (local mock provider)",
-            client_id=provider.config.client_id,
-            client_secret=provider.config.client_secret,
-        )
-        for i in range(DEMO_CONNECTIONS):
-            family = provider.seed(lifetime_seconds=DEMO_LIFETIME_SECONDS)
-            # Stagger the expiries so the first refreshes come due within seconds.
-            expires = now + dt.timedelta(seconds=70 + 10 * i)
-            conn, _ = store.upsert_connection(
-                integration,
-                connection_id=f"demo-{i + 1}",
-                credentials={
-                    "type": "OAUTH2",
-                    "access_token": family["access_token"],
-                    "refresh_token": family["refresh_token"],
-                    "expires_at": iso(expires),
-                    "raw": {},
-                },
-                connection_config={"token_url": provider.token_url},
-            )
-            conn.last_refresh_success = expires - dt.timedelta(seconds=DEMO_LIFETIME_SECONDS)
-            conn.next_refresh_at = runtime.plan_next_refresh(conn)
+    import_demo_connections(
+        runtime,
+        lambda: provider.seed(lifetime_seconds=DEMO_LIFETIME_SECONDS),
+        token_url=provider.token_url,
+        client_id=provider.config.client_id,
+        client_secret=provider.config.client_secret,
+    )
     log.info(
         "dev.demo_ready",
         provider_url=provider.url,

@@ -145,7 +145,7 @@ def test_unknown_integration_is_400_unknown_provider_config(client: TestClient) 
     assert response.status_code == 400
     assert response.json()["error"] == {
         "code": "unknown_provider_config",
-        "message": "Provider does not exists",
+        "message": "Provider does not exist",
     }
 
 

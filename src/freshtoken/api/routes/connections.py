@@ -95,7 +95,7 @@ async def read_connection(
     conn = await runtime.reader.fetch_for_read(provider_config_key, connection_id)
     if conn is None:
         if not await runtime.reader.integration_exists(provider_config_key):
-            raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+            raise ApiError(400, "unknown_provider_config", "Provider does not exist")
         raise ApiError(404, "not_found", "Failed to find connection")
     now = runtime.clock.now()
     conn.last_fetched_at = now  # detached row: changes the response, not the database

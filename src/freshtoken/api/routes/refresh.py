@@ -47,7 +47,7 @@ async def refresh_connection(
     conn = await runtime.reader.fetch_for_read(query.provider_config_key, connectionId)
     if conn is None:
         if not await runtime.reader.integration_exists(query.provider_config_key):
-            raise ApiError(400, "unknown_provider_config", "Provider does not exists")
+            raise ApiError(400, "unknown_provider_config", "Provider does not exist")
         raise ApiError(404, "not_found", "Failed to find connection")
     # A forced refresh of credentials that cannot be refreshed (API_KEY, BASIC, OAUTH1, OAUTH2
     # without a refresh token) would reach the grant code, fail "permanently" and record it:
