@@ -130,9 +130,10 @@ class Settings(BaseSettings):
     def lock_safety_margin(self) -> float:
         """Time kept free at the end of a lock's TTL: a holder gives up before its lock expires.
 
-        A fifth of the TTL, at most 5 s: enough for the write after the provider answered.
+        A fifth of the TTL, at most 2 s: enough for the write after the provider answered (the
+        compare-and-set makes a later write harmless anyway).
         """
-        return min(5.0, 0.2 * self.lock_ttl_seconds)
+        return min(2.0, 0.2 * self.lock_ttl_seconds)
 
     @property
     def resolved_database_url(self) -> str:
