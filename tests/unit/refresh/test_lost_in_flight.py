@@ -199,3 +199,37 @@ def test_mock_token_endpoint_spends_on_timeout() -> None:
             )
         time.sleep(1.0)
         assert provider.current_refresh_token(family["refresh_token"]) != family["refresh_token"]
+
+
+def test_lost_in_flight_fires_the_auth_failure_webhook(tmp_path: Path) -> None:
+    """The ``refresh_token_lost_in_flight`` mark goes through the store's failure write, so the
+    auth webhook (issue "Auth webhooks") is queued at once and names the cause."""
+    from sqlalchemy import select
+
+    from freshtoken.store.models import WebhookOutbox
+
+    settings = make_settings(
+        tmp_path,
+        http_connect_timeout=0.5,
+        http_read_timeout=1.0,
+        webhook_url="http://127.0.0.1:9/hooks",
+    )
+    rt = make_runtime(settings)
+
+    class Queue:
+        def send_task(self, name: str, args: tuple[int]) -> None:
+            """Accept the delivery task (nothing is delivered in this test)."""
+
+    rt.extras["celery_app"] = Queue()
+    try:
+        with MockProvider(MockProviderConfig()) as provider:
+            pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
+            _refresh_losing_the_answer(rt, provider, pk)
+            _service(rt).refresh(pk, trigger="on_read")
+        with rt.session_factory() as session:
+            rows = list(session.scalars(select(WebhookOutbox).order_by(WebhookOutbox.id)))
+        failures = [r for r in rows if r.operation == "refresh" and not r.success]
+        assert len(failures) == 1
+        assert LOST_IN_FLIGHT in failures[0].body
+    finally:
+        rt.close()
