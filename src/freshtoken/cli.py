@@ -14,6 +14,7 @@ from freshtoken.bootstrap import plain_settings, runtime_from_env, settings_from
 from freshtoken.errors import ConfigError
 from freshtoken.ops_report import report
 from freshtoken.preflight import CliError as CliErrorLine
+from freshtoken.providers.check import providers as providers_group
 from freshtoken.settings import Settings
 
 
@@ -547,6 +548,10 @@ def bind_port(host: str, port: int) -> socket.socket:
 # -- report -----------------------------------------------------------------------------------
 
 main.add_command(report)
+
+# -- providers --------------------------------------------------------------------------------
+
+main.add_command(providers_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,7 +45,13 @@ def pending_count(runtime: Runtime) -> int:
             .where(Integration.client_secret_enc.is_not(None))
             .where(~Integration.client_secret_enc.like(prefix))
         )
-    return int(conns or 0) + int(integs or 0)
+        customs = store.session.scalar(
+            select(func.count())
+            .select_from(Integration)
+            .where(Integration.custom_enc.is_not(None))
+            .where(~Integration.custom_enc.like(prefix))
+        )
+    return int(conns or 0) + int(integs or 0) + int(customs or 0)
 
 
 def rotate_keys(
@@ -95,4 +101,13 @@ def rotate_keys(
             report.integrations += 1
         if progress and integrations:
             progress(len(integrations))
+        # GitHub App private keys (APP/CUSTOM integrations) live in their own column.
+        for integ in store.session.scalars(
+            select(Integration)
+            .where(Integration.custom_enc.is_not(None))
+            .where(~Integration.custom_enc.like(prefix))
+        ).all():
+            assert integ.custom_enc is not None
+            aad = aad_for("integrations", integ.id, "custom")
+            integ.custom_enc = cipher.encrypt(cipher.decrypt(integ.custom_enc, aad), aad)
     return report

@@ -51,6 +51,8 @@ from types import TracebackType
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
+from freshtoken.mock_authmodes import MockAuthModes
+
 __all__ = [
     "INJECTABLE_KINDS",
     "TOKEN_PATH",
@@ -211,6 +213,8 @@ class MockProvider:
         self._in_flight = 0
         self._family_seq = 0
         self._issued_since_prune = 0
+        # GitHub-App-like and TWO_STEP-like endpoints (issue #12), in their own module.
+        self.authmodes = MockAuthModes()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -719,6 +723,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == TOKEN_PATH and method == "POST":
             self._token_endpoint(body)
+            return
+        reply = self.provider.authmodes.route(method, path, self.headers.get("Authorization"), body)
+        if reply is not None:
+            self._send_outcome(_Outcome(reply.status, reply.payload))
             return
         try:
             outcome = self._route(method, path, body)

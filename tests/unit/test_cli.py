@@ -70,16 +70,48 @@ def test_keys_generate_prints_usable_keys() -> None:
     assert lines["FRESHTOKEN_SECRET_KEY"].startswith("ft_sk_")
 
 
-def test_bad_providers_file_stops_start_up(env: dict[str, str], tmp_path: Path) -> None:
-    """A providers file with an unknown auth_mode stops start-up with file, key and reason."""
+def test_bad_providers_entry_is_skipped_not_fatal(env: dict[str, str], tmp_path: Path) -> None:
+    """One entry with an unknown auth_mode is skipped: start-up goes on (issue #12)."""
     bad = tmp_path / "providers.yaml"
     bad.write_text("acme:\n  auth_mode: MAGIC\n  token_url: https://acme.test/token\n")
     result = CliRunner().invoke(
         main, ["db", "upgrade"], env={**env, "FRESHTOKEN_PROVIDERS_FILE": str(bad)}
     )
+    assert result.exit_code == 0, result.output
+
+
+def test_providers_file_that_is_not_a_catalog_stops_start_up(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A providers file that is not a mapping of entries stops start-up naming the file."""
+    bad = tmp_path / "providers.yaml"
+    bad.write_text("- acme\n- other\n")
+    result = CliRunner().invoke(
+        main, ["db", "upgrade"], env={**env, "FRESHTOKEN_PROVIDERS_FILE": str(bad)}
+    )
     assert result.exit_code == 2
     message = result.output.strip()
-    assert "providers.yaml" in message and "acme" in message and "MAGIC" in message
+    assert "providers.yaml" in message and "top level must be a mapping" in message
+
+
+def test_providers_check_lists_loaded_and_skipped_by_auth_mode(tmp_path: Path) -> None:
+    """`freshtoken providers check FILE` counts by auth mode and names each skip with why."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "good:\n  auth_mode: OAUTH2\n  token_url: https://good.test/token\n"
+        "alias-of-good:\n  alias: good\n  display_name: Alias\n"
+        "mcp:\n  auth_mode: MCP_OAUTH2\n"
+        "broken:\n  auth_mode: OAUTH2\n"
+    )
+    result = CliRunner().invoke(main, ["providers", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}: 2 loaded (1 through alias), 2 skipped" in result.output
+    assert "mcp (MCP_OAUTH2): auth_mode MCP_OAUTH2 is not served by freshtoken" in result.output
+    assert "broken (OAUTH2): auth_mode OAUTH2 requires a token_url" in result.output
+    not_a_catalog = tmp_path / "list.yaml"
+    not_a_catalog.write_text("- a\n")
+    failed = CliRunner().invoke(main, ["providers", "check", str(not_a_catalog)])
+    assert failed.exit_code == 2
 
 
 def test_production_without_keys_is_one_line_error(env: dict[str, str]) -> None:

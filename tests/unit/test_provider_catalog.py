@@ -132,8 +132,8 @@ def test_every_refreshable_entry_has_a_token_url() -> None:
 
 
 def test_refreshable_modes_are_oauth2_and_client_credentials() -> None:
-    """REFRESHABLE_MODES is exactly OAUTH2 and OAUTH2_CC, both valid auth modes."""
-    assert frozenset({"OAUTH2", "OAUTH2_CC"}) == REFRESHABLE_MODES
+    """REFRESHABLE_MODES are Nango's refreshable modes freshtoken implements, all valid."""
+    assert {"OAUTH2", "OAUTH2_CC", "APP", "CUSTOM"} <= REFRESHABLE_MODES
     assert REFRESHABLE_MODES <= AUTH_MODES
 
 
@@ -507,6 +507,18 @@ def assert_one_line_error(
     assert reason in text
 
 
+def assert_skipped(path: Path, key: str, reason: str) -> None:
+    """The file loads; the one bad entry is skipped with a one-line reason naming the field."""
+    catalog = load_catalog(path)
+    assert key not in catalog
+    assert [(e.file, e.name) for e in catalog.skipped] == [(str(path), key)]
+    text = catalog.skipped[0].reason
+    assert "\n" not in text
+    assert reason in text
+    # The rest of the built-in catalog is unaffected by the bad entry.
+    assert "github" in catalog
+
+
 def test_bad_yaml_names_file_and_position(tmp_path: Path) -> None:
     """A file that is not YAML raises an error naming the file and where parsing failed."""
     path = write(tmp_path, "acme:\n    auth_mode: OAUTH2\n  token_url: [unclosed\n")
@@ -526,25 +538,19 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 def test_non_mapping_entry_names_the_key(tmp_path: Path) -> None:
     """An entry that is not a mapping raises an error naming file, key and reason."""
     path = write(tmp_path, "acme: just a string\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "entry must be a mapping")
+    assert_skipped(path, "acme", "entry must be a mapping")
 
 
 def test_missing_auth_mode_names_the_key(tmp_path: Path) -> None:
     """An entry without auth_mode raises an error naming file, key and reason."""
     path = write(tmp_path, "acme:\n    token_url: https://acme.example/token\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "missing required field 'auth_mode'")
+    assert_skipped(path, "acme", "missing required field 'auth_mode'")
 
 
 def test_unknown_auth_mode_names_the_key(tmp_path: Path) -> None:
     """An entry with an auth_mode outside AUTH_MODES raises naming file, key and mode."""
     path = write(tmp_path, "acme:\n    auth_mode: MAGIC_LINK\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "unknown auth_mode 'MAGIC_LINK'")
+    assert_skipped(path, "acme", "unknown auth_mode 'MAGIC_LINK'")
 
 
 @pytest.mark.parametrize(
@@ -558,11 +564,11 @@ def test_unknown_auth_mode_names_the_key(tmp_path: Path) -> None:
         ("token_url: acme.example/token", "must be an http(s) URL"),
         ("token_url: https://${subdomain.acme.example", "unterminated"),
         ("refresh_params: [a, b]", "'refresh_params' must be a mapping"),
-        ("token_params: {scope: [a, b]}", "value for 'scope' must be a scalar"),
+        ("token_params: {scope: [a, b]}", "nested parameter 'scope' needs body_format json"),
         ("error_in_ok_false: 'yes'", "'error_in_ok_false' must be true or false"),
         ("categories: crm", "'categories' must be a list of strings"),
-        ("body_format: xml", "'body_format' must be one of form, json"),
-        ("token_request_auth_method: private_key_jwt", "must be one of basic"),
+        ("body_format: xml", "'body_format' must be one of form, json, query"),
+        ("token_request_auth_method: mtls", "must be one of basic, custom, private_key_jwt"),
         ("refresh_error_codes: {fatal: [x]}", "may only have keys permanent and transient"),
         ("refresh_error_codes: {permanent: x}", "'refresh_error_codes.permanent' must be a list"),
         (
@@ -579,33 +585,27 @@ def test_wrong_field_type_names_key_and_field(tmp_path: Path, field_yaml: str, r
         lines.append("    token_url: https://acme.example/token")
     lines.append(f"    {field_yaml}")
     path = write(tmp_path, "\n".join(lines) + "\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", reason)
+    assert_skipped(path, "acme", reason)
 
 
 def test_refreshable_entry_without_token_url_is_rejected(tmp_path: Path) -> None:
     """An OAUTH2 entry with no token_url could never refresh and is rejected."""
     path = write(tmp_path, "acme:\n    auth_mode: OAUTH2\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "requires a token_url")
+    assert_skipped(path, "acme", "requires a token_url")
 
 
 def test_duplicate_provider_key_is_rejected(tmp_path: Path) -> None:
     """A provider defined twice is an error rather than a silent last-one-wins."""
     path = write(tmp_path, "acme:\n    auth_mode: API_KEY\nacme:\n    auth_mode: BASIC\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "duplicate key 'acme' at line 3")
+    catalog = load_catalog(path)
+    assert "acme" not in catalog
+    assert [e.reason for e in catalog.skipped] == ["duplicate key 'acme' at line 3"]
 
 
 def test_duplicate_field_names_its_provider(tmp_path: Path) -> None:
     """A field repeated inside one entry is reported against that entry."""
     path = write(tmp_path, "acme:\n    auth_mode: API_KEY\n    auth_mode: BASIC\n")
-    with pytest.raises(ProviderCatalogError) as excinfo:
-        load_catalog(path)
-    assert_one_line_error(excinfo, path, "acme", "duplicate key 'auth_mode' at line 3")
+    assert_skipped(path, "acme", "duplicate key 'auth_mode' at line 3")
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:
@@ -631,3 +631,70 @@ def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ProviderCatalogError) as excinfo:
         load_catalog(path)
     assert_one_line_error(excinfo, path, None, "not valid UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n    additional_steps: [{}]",
+            "TWO_STEP with 'additional_steps' is not supported",
+        ),
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n    assertion: {type: jwt}",
+            "TWO_STEP with 'assertion' is not supported",
+        ),
+        (
+            "auth_mode: TWO_STEP\n    token_url: https://a.test/t\n"
+            "    token_headers: {x: '${hmacSha1Hex(${credentials.k})}'}",
+            "template helper ${hmacSha1Hex(...)} is not supported",
+        ),
+        ("auth_mode: MCP_OAUTH2", "auth_mode MCP_OAUTH2 is not served by freshtoken"),
+    ],
+)
+def test_entries_freshtoken_cannot_keep_fresh_are_skipped_with_why(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    """Features the grants do not implement skip the entry at load, not fail every refresh."""
+    path = write(tmp_path, f"acme:\n    {entry}\n")
+    assert_skipped(path, "acme", reason)
+
+
+def test_alias_resolves_like_nango_and_a_missing_target_is_skipped(tmp_path: Path) -> None:
+    """An alias takes its target's fields (overrides win); an alias of nothing is skipped."""
+    path = write(
+        tmp_path,
+        "base:\n    auth_mode: OAUTH2\n    token_url: https://base.test/token\n"
+        "    display_name: Base\n"
+        "child:\n    alias: base\n    display_name: Child\n"
+        "orphan:\n    alias: nowhere\n",
+    )
+    catalog = load_catalog(path)
+    child = catalog.get("child")
+    assert child is not None and child.alias_of == "base"
+    assert (child.display_name, child.token_url) == ("Child", "https://base.test/token")
+    assert [(e.name, e.reason) for e in catalog.skipped] == [
+        ("orphan", "alias of 'nowhere': alias target 'nowhere' is not in the file")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"hostname": "acme.my.salesforce.com"},
+            "https://acme.my.salesforce.com/services/oauth2/token",
+        ),
+        ({}, "https://login.salesforce.com/services/oauth2/token"),
+        ({"hostname": ""}, "https://login.salesforce.com/services/oauth2/token"),
+    ],
+)
+def test_whole_url_fallback_takes_the_first_alternative_that_resolves(
+    config: dict[str, object], expected: str
+) -> None:
+    """`A || B` outside placeholders: A when its ${...} resolves, else B (Nango's rule)."""
+    template = (
+        "https://${connectionConfig.hostname}/services/oauth2/token"
+        " || https://login.salesforce.com/services/oauth2/token"
+    )
+    assert render_url(template, config) == expected

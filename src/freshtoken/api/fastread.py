@@ -30,12 +30,14 @@ _QUERY_KEYS = frozenset(
 _KEY = re.compile(PROVIDER_CONFIG_KEY_PATTERN)
 _ID = re.compile(CONNECTION_ID_PATTERN)
 
-# (runtime, connection id, provider config key, force refresh, include refresh token) -> response
-ReadHandler = Callable[[Runtime, str, str, bool, bool], Awaitable[Response]]
+# (runtime, connection id, provider config key, force refresh, include refresh token, fresh
+# GitHub App JWT) -> response
+ReadHandler = Callable[[Runtime, str, str, bool, bool, bool], Awaitable[Response]]
 
 
-def plain_read(request: Request) -> tuple[str, str, bool, bool] | None:
-    """(connection id, key, force_refresh, refresh_token) when the inputs need no validator."""
+def plain_read(request: Request) -> tuple[str, str, bool, bool, bool] | None:
+    """(id, key, force_refresh, refresh_token, refresh_github_app_jwt_token) when the inputs need
+    no validator."""
     items = request.query_params.multi_items()
     params = dict(items)
     if len(params) != len(items) or not params.keys() <= _QUERY_KEYS:
@@ -54,7 +56,7 @@ def plain_read(request: Request) -> tuple[str, str, bool, bool] | None:
         if value is None:
             return None
         flags.append(value)
-    return connection_id, key, flags[0], flags[1]
+    return connection_id, key, flags[0], flags[1], flags[2]
 
 
 def fast_read_route(read: ReadHandler) -> type[AuthedRoute]:
@@ -70,9 +72,8 @@ def fast_read_route(read: ReadHandler) -> type[AuthedRoute]:
                 if plain is None:
                     return await full(request)
                 authenticate(request)  # as AuthedRoute does, before anything else is looked at
-                connection_id, key, force, include_refresh_token = plain
                 runtime: Runtime = request.app.state.runtime
-                return await read(runtime, connection_id, key, force, include_refresh_token)
+                return await read(runtime, *plain)
 
             return route_handler
 

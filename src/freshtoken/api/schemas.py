@@ -178,6 +178,13 @@ class OAuth2ClientCredentialsIn(StrictModel):
     token: NonEmptyText
     client_id: NonEmptyText
     client_secret: NonEmptyText
+    # Nango: a PEM certificate/key for mTLS, or a JWK private key for private_key_jwt.
+    client_certificate: Annotated[str, StringConstraints(min_length=1, max_length=10000)] | None = (
+        None
+    )
+    client_private_key: Annotated[str, StringConstraints(min_length=1, max_length=10000)] | None = (
+        None
+    )
     expires_at: ExpiresAt | None = None
     raw: dict[str, Any] | None = None
 
@@ -205,12 +212,80 @@ class BasicCredentialsIn(StrictModel):
     password: str
 
 
+class TbaCredentialsIn(StrictModel):
+    """Imported NetSuite token-based-auth credentials (needs ``connection_config.accountId``)."""
+
+    type: Literal["TBA"]
+    token_id: NonEmptyText
+    token_secret: NonEmptyText
+    config_override: OAuth2ConfigOverride | None = None
+
+
+class GithubAppCredentialsIn(StrictModel):
+    """An APP or CUSTOM (GitHub App) import: freshtoken mints the installation token itself."""
+
+    type: Literal["APP", "CUSTOM"]
+    app_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    installation_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class NoneCredentialsIn(StrictModel):
+    """An unauthenticated connection."""
+
+    type: Literal["NONE"]
+
+
+class DynamicCredentialsIn(BaseModel):
+    """JWT and TWO_STEP credentials: Nango's fixed fields plus the provider's own keys.
+
+    freshtoken extension: Nango's ``POST /connections`` does not import these types; the shape is
+    Nango's stored one (``packages/types/lib/auth/api.ts``), so what is imported reads back alike.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["JWT", "TWO_STEP"]
+    token: str | None = None
+    refresh_token: str | None = None
+    expires_at: ExpiresAt | None = None
+    raw: dict[str, Any] | None = None
+
+
+class BillCredentialsIn(StrictModel):
+    """BILL credentials (freshtoken extension to Nango's import; Nango's stored shape)."""
+
+    type: Literal["BILL"]
+    username: NonEmptyText
+    password: NonEmptyText
+    organization_id: NonEmptyText
+    dev_key: NonEmptyText
+    session_id: str | None = None
+    user_id: str | None = None
+    expires_at: ExpiresAt | None = None
+
+
+class SignatureCredentialsIn(StrictModel):
+    """SIGNATURE (WSSE) credentials (freshtoken extension to Nango's import)."""
+
+    type: Literal["SIGNATURE"]
+    username: NonEmptyText
+    password: NonEmptyText
+    token: str | None = None
+    expires_at: ExpiresAt | None = None
+
+
 CredentialsIn = Annotated[
     OAuth2CredentialsIn
     | OAuth2ClientCredentialsIn
     | OAuth1CredentialsIn
     | ApiKeyCredentialsIn
-    | BasicCredentialsIn,
+    | BasicCredentialsIn
+    | TbaCredentialsIn
+    | GithubAppCredentialsIn
+    | NoneCredentialsIn
+    | DynamicCredentialsIn
+    | BillCredentialsIn
+    | SignatureCredentialsIn,
     Field(discriminator="type"),
 ]
 
@@ -247,13 +322,54 @@ class MetadataBody(StrictModel):
 # -- integration bodies -------------------------------------------------------------------------
 
 
-class IntegrationCredentialsIn(StrictModel):
+class OAuthIntegrationCredentialsIn(StrictModel):
     """OAuth client credentials of an integration."""
 
-    type: Literal["OAUTH1", "OAUTH2", "OAUTH2_CC"]
+    type: Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "TBA"]
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     client_secret: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     scopes: Annotated[str, StringConstraints(max_length=8192)] | None = None
+
+
+# Nango requires a PEM private key (packages/server/lib/helpers/validation.ts privateKeySchema
+# wants PKCS#1 "RSA PRIVATE KEY"); PKCS#8 "PRIVATE KEY" is accepted here too.
+PrivateKeyPem = Annotated[
+    str,
+    StringConstraints(
+        min_length=64,
+        max_length=16384,
+        pattern=(
+            r"^-----BEGIN (RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\r\n ]+"
+            r"-----END (RSA )?PRIVATE KEY-----\s*$"
+        ),
+    ),
+]
+
+
+class AppIntegrationCredentialsIn(StrictModel):
+    """A GitHub App integration: the app id, its public link and its private key."""
+
+    type: Literal["APP"]
+    app_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    app_link: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    private_key: PrivateKeyPem
+
+
+class CustomIntegrationCredentialsIn(StrictModel):
+    """A GitHub App with user OAuth (Nango's CUSTOM): OAuth client plus the app."""
+
+    type: Literal["CUSTOM"]
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    client_secret: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    app_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    app_link: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    private_key: PrivateKeyPem
+
+
+IntegrationCredentialsIn = Annotated[
+    OAuthIntegrationCredentialsIn | AppIntegrationCredentialsIn | CustomIntegrationCredentialsIn,
+    Field(discriminator="type"),
+]
 
 
 class PostIntegrationBody(StrictModel):
@@ -377,12 +493,15 @@ class MetadataEchoOut(BaseModel):
 
 
 class IntegrationCredentialsOut(BaseModel):
-    """An integration's OAuth client (``include=credentials`` only)."""
+    """An integration's OAuth client (``include=credentials`` only); APP/CUSTOM add the app."""
 
     type: str | None
-    client_id: str | None
-    client_secret: str | None
-    scopes: str | None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: str | None = None
+    app_id: str | None = None
+    app_link: str | None = None
+    private_key: str | None = None
 
 
 class IntegrationOut(BaseModel):

@@ -1,14 +1,16 @@
 """The token-endpoint calls (refresh-token and client-credentials grants) and their parsing.
 
-The HTTP call itself goes through :meth:`freshtoken.refresh.http.ProviderHttp.send` (one choke
-point: deadline, body cap). Every provider failure is classified here, in one place:
-``permanent`` (the grant or client is dead; retrying cannot help and the connection needs
-re-authorisation) or ``transient`` (network, 5xx, 429, malformed answers; retry later). A
-provider entry extends the mapping with ``refresh_error_codes`` and ``error_in_ok_false``.
+Every call goes through :func:`asend` and :meth:`freshtoken.refresh.http.ProviderHttp.send` (one
+choke point: hard deadline, body cap; :func:`send` is its sync form). Every provider failure is
+classified here, in one place: ``permanent`` (the grant or client is
+dead; retrying cannot help and the connection needs re-authorisation) or ``transient`` (network,
+5xx, 429, malformed answers; retry later). A provider entry extends the mapping with
+``refresh_error_codes`` and ``error_in_ok_false``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import email.utils
@@ -17,15 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import orjson
 
-from freshtoken.providers.catalog import ProviderSpec, UrlTemplateError, render_url
-from freshtoken.refresh.http import (
-    ProviderCallError,
-    ProviderHttp,
-    ProviderRequest,
-    ProviderResponse,
+from freshtoken.providers.catalog import (
+    ProviderSpec,
+    UrlTemplateError,
+    interpolate_text,
+    render_url,
 )
+from freshtoken.refresh.http import ProviderCallError, ProviderHttp, ProviderRequest
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -129,65 +132,145 @@ def _basic_auth(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
-def build_request(req: GrantRequest, url: str, params: dict[str, str]) -> ProviderRequest:
-    """The token request: client authentication per the provider entry, form or JSON body."""
-    spec = req.spec
-    headers = {"Accept": "application/json"}
-    if spec.token_request_auth_method == "basic" and req.client_id:  # noqa: S105 - a method name
+@dataclass(frozen=True)
+class TokenRequest:
+    """One request to a token endpoint, fully built but not sent (secrets in memory only)."""
+
+    url: str
+    headers: dict[str, str]
+    params: dict[str, Any]
+    body_format: str = "form"  # form, json or query (parameters in the URL)
+    method: str = "POST"
+
+
+def _client_auth(req: GrantRequest, params: dict[str, Any], headers: dict[str, str]) -> None:
+    """Authenticate the client the way the entry asks (Nango's token_request_auth_method)."""
+    method = req.spec.token_request_auth_method
+    if method == "basic" and req.client_id:
         headers["Authorization"] = _basic_auth(req.client_id, req.client_secret or "")
+    elif method == "custom" and req.client_id:
+        # Nango: "custom" sends the client as username/password form fields (zoominfo).
+        params.setdefault("username", req.client_id)
+        params.setdefault("password", req.client_secret or "")
+    elif method == "private_key_jwt":
+        pass  # client_id and the signed assertion are added by the grant (client_credentials)
     else:
         if req.client_id:
             params.setdefault("client_id", req.client_id)
         if req.client_secret:
             params.setdefault("client_secret", req.client_secret)
-    if spec.body_format == "json":
-        return ProviderRequest(url=url, headers=headers, json=params)
-    return ProviderRequest(url=url, headers=headers, form=params)
 
 
-def parse_token_response(spec: ProviderSpec, response: ProviderResponse) -> dict[str, Any]:
-    """The token body of a successful answer, or the classified :class:`GrantError`."""
+def prepare(req: GrantRequest, url: str, params: dict[str, Any]) -> TokenRequest:
+    """Build the token request for ``params``: client authentication and body format."""
+    headers = {"Accept": "application/json"}
+    _client_auth(req, params, headers)
+    return TokenRequest(url=url, headers=headers, params=params, body_format=req.spec.body_format)
+
+
+def _parse(
+    spec: ProviderSpec, status: int, headers: Mapping[str, str], content: bytes
+) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, or the classified :class:`GrantError`."""
     try:
-        body: Any = orjson.loads(response.content) if response.content else None
+        body: Any = orjson.loads(content) if content else None
     except orjson.JSONDecodeError:
         body = None
-    if not response.is_success:
-        raise classify(spec, response.status_code, body, response.headers)
+    if not 200 <= status < 300:
+        raise classify(spec, status, body, headers)
     if not isinstance(body, dict):
-        raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
+        raise GrantError(TRANSIENT, "invalid_response", http_status=status)
     if spec.error_in_ok_false and body.get("ok") is False:
-        raise classify(spec, 400, body, response.headers)
-    if not (body.get("access_token") or body.get("token")):
-        # 200 with an error body (HubSpot/Withings style) or an unusable token response.
-        if _error_code(body) is not None:
-            raise classify(spec, 400, body, response.headers)
-        raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
+        raise classify(spec, 400, body, headers)
     return body
 
 
-async def _post(
-    http: ProviderHttp,
-    req: GrantRequest,
-    url: str,
-    params: dict[str, str],
-    deadline: float | None,
+async def asend(
+    http: ProviderHttp, spec: ProviderSpec, request: TokenRequest, *, deadline: float | None = None
 ) -> dict[str, Any]:
+    """The one provider call every grant goes through: send under the hard deadline with the
+    body cap (:meth:`ProviderHttp.send`), parse JSON, classify failures.
+
+    Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
+    object holds a usable token is the grant's business.
+    """
+    outbound = ProviderRequest(
+        url=request.url,
+        headers=request.headers,
+        form=request.params if request.body_format not in ("json", "query") else None,
+        json=request.params if request.body_format == "json" else None,
+        params=request.params if request.body_format == "query" else None,
+        method=request.method,
+    )
     try:
-        response = await http.send(build_request(req, url, params), deadline=deadline)
+        response = await http.send(outbound, deadline=deadline)
     except ProviderCallError as exc:
         raise GrantError(TRANSIENT, exc.code) from None
-    return parse_token_response(req.spec, response)
+    return _parse(spec, response.status_code, response.headers, response.content)
+
+
+def send(
+    http: ProviderHttp | httpx.Client, spec: ProviderSpec, request: TokenRequest
+) -> dict[str, Any]:
+    """:func:`asend` for sync grants (the auth modes, run in a worker thread by the core).
+
+    Given the core's :class:`ProviderHttp`, the call goes through the same choke point on a
+    short-lived loop of this thread; a plain ``httpx.Client`` (tools, tests) is used directly.
+    """
+    if isinstance(http, ProviderHttp):
+
+        async def once() -> dict[str, Any]:
+            try:
+                return await asend(http, spec, request)
+            finally:
+                await http.aclose()  # this loop's client dies with the loop
+
+        return asyncio.run(once())
+    kwargs: dict[str, Any] = {"headers": request.headers}
+    if request.body_format == "json":
+        kwargs["json"] = request.params
+    elif request.body_format == "query":
+        kwargs["params"] = request.params
+    else:
+        kwargs["data"] = request.params
+    try:
+        response = http.request(request.method, request.url, **kwargs)
+    except httpx.TimeoutException:
+        raise GrantError(TRANSIENT, "timeout") from None
+    except httpx.TransportError:
+        raise GrantError(TRANSIENT, "connection_error") from None
+    return _parse(spec, response.status_code, response.headers, response.content)
+
+
+HttpClient = ProviderHttp | httpx.Client
+
+
+def _expect_token(req: GrantRequest, body: dict[str, Any]) -> dict[str, Any]:
+    if not (body.get("access_token") or body.get("token")):
+        # 200 with an error body (HubSpot/Withings style) or an unusable token response.
+        if _error_code(body) is not None:
+            raise classify(req.spec, 400, body, {})
+        raise GrantError(TRANSIENT, "invalid_response", http_status=200)
+    return body
 
 
 def _url(req: GrantRequest, prefer_refresh_url: bool) -> str:
     spec = req.spec
-    template = (spec.refresh_url if prefer_refresh_url else None) or spec.token_url
+    refresh_template = spec.refresh_url if prefer_refresh_url else None
+    grant = "OAUTH2" if prefer_refresh_url else spec.auth_mode
+    template = refresh_template or spec.token_url_for(grant)
     if not template:
         raise GrantError(PERMANENT, "missing_token_url")
     try:
-        return render_url(template, req.connection_config)
+        url = render_url(template, req.connection_config)
     except UrlTemplateError:
         raise GrantError(PERMANENT, "missing_connection_config") from None
+    if prefer_refresh_url and refresh_template is None:
+        # Nango's refresh-token grant posts to the token URL's origin and path only: simple-oauth2
+        # is given tokenHost/tokenPath (packages/shared/lib/clients/oauth2.client.ts), so a query
+        # string in token_url is not sent when refreshing.
+        url = url.split("?", 1)[0].split("#", 1)[0]
+    return url
 
 
 def _string_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -211,7 +294,20 @@ def expiry_from(
     return sent_at + dt.timedelta(seconds=relative)
 
 
-async def refresh_oauth2(
+def build_refresh_request(req: GrantRequest, credentials: Mapping[str, Any]) -> TokenRequest:
+    """The refresh-token grant request freshtoken sends for this entry and connection.
+
+    As Nango's generic refresh: ``refresh_params``, else ``token_params``, then
+    ``grant_type=refresh_token`` and the refresh token; ``token_headers`` are not sent
+    (Nango's simple-oauth2 client does not send them on refresh either).
+    """
+    params: dict[str, Any] = _string_params(req.spec.refresh_params or req.spec.token_params)
+    params["grant_type"] = "refresh_token"
+    params["refresh_token"] = str(credentials.get("refresh_token") or "")
+    return prepare(req, _url(req, prefer_refresh_url=True), params)
+
+
+async def arefresh_oauth2(
     http: ProviderHttp,
     req: GrantRequest,
     credentials: Mapping[str, Any],
@@ -222,13 +318,39 @@ async def refresh_oauth2(
 ) -> tuple[dict[str, Any], bool]:
     """Run the refresh-token grant; returns the new OAUTH2 credentials and whether the RT rotated.
 
+    The refresh core's path: the call is cut at ``deadline`` (inside the lock's TTL).
+    """
+    request = build_refresh_request(req, credentials)
+    body = await asend(http, req.spec, request, deadline=deadline)
+    return _refreshed(req, credentials, body, sent_at, default_lifetime)
+
+
+def refresh_oauth2(
+    http: HttpClient,
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    *,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> tuple[dict[str, Any], bool]:
+    """:func:`arefresh_oauth2` for sync grants (auth modes, in a worker thread) and tools."""
+    body = send(http, req.spec, build_refresh_request(req, credentials))
+    return _refreshed(req, credentials, body, sent_at, default_lifetime)
+
+
+def _refreshed(
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    answer: dict[str, Any],
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> tuple[dict[str, Any], bool]:
+    """The new OAUTH2 credentials from a refresh answer.
+
     A response without a refresh token keeps the old one (Dropbox, Google); a new one replaces it.
     """
     old_rt = str(credentials.get("refresh_token") or "")
-    params = _string_params(req.spec.refresh_params or req.spec.token_params)
-    params["grant_type"] = "refresh_token"
-    params["refresh_token"] = old_rt
-    body = await _post(http, req, _url(req, prefer_refresh_url=True), params, deadline)
+    body = _expect_token(req, answer)
     new_rt = body.get("refresh_token")
     rotated = isinstance(new_rt, str) and bool(new_rt) and new_rt != old_rt
     new_creds: dict[str, Any] = {
@@ -243,7 +365,51 @@ async def refresh_oauth2(
     return new_creds, rotated
 
 
-async def client_credentials(
+def _cc_params(req: GrantRequest) -> dict[str, str]:
+    config = req.connection_config
+    params: dict[str, str] = {}
+    for key, value in _string_params(req.spec.token_params).items():
+        filled = interpolate_text(value, config)
+        if filled is not None:
+            params[key] = filled
+    params["grant_type"] = "client_credentials"
+    scopes = config.get("oauth_scopes")
+    if isinstance(scopes, str) and scopes:
+        separator = str(req.spec.raw.get("scope_separator") or " ")
+        params["scope"] = separator.join(s.strip() for s in scopes.split(",") if s.strip())
+    extra = config.get("authorization_params")
+    if isinstance(extra, Mapping):
+        params.update({str(k): str(v) for k, v in extra.items() if v is not None})
+    return params
+
+
+def build_client_credentials_request(
+    req: GrantRequest, credentials: Mapping[str, Any], sent_at: dt.datetime
+) -> TokenRequest:
+    """The client-credentials request, with the connection's own client id and secret.
+
+    As Nango: ``token_params`` filled from connection_config (a parameter whose placeholder has
+    no value is left out rather than sent as ``${...}``), ``scope`` from ``oauth_scopes`` joined
+    with the entry's ``scope_separator``, ``connection_config.authorization_params`` last.
+    """
+    params = _cc_params(req)
+    url = _url(req, prefer_refresh_url=False)
+    if req.spec.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
+        # Imported here: the authmodes package imports this module.
+        from freshtoken.refresh.authmodes.client_assertion import client_assertion_params
+
+        params.update(
+            client_assertion_params(
+                str(credentials.get("client_id") or ""),
+                credentials.get("client_private_key"),
+                url,
+                sent_at,
+            )
+        )
+    return prepare(req, url, params)
+
+
+async def aclient_credentials(
     http: ProviderHttp,
     req: GrantRequest,
     credentials: Mapping[str, Any],
@@ -252,14 +418,34 @@ async def client_credentials(
     default_lifetime: float,
     deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Re-run the client-credentials grant with the connection's own client id and secret."""
-    params = _string_params(req.spec.token_params)
-    params["grant_type"] = "client_credentials"
-    scopes = req.connection_config.get("oauth_scopes")
-    if isinstance(scopes, str) and scopes:
-        params["scope"] = " ".join(s.strip() for s in scopes.split(",") if s.strip())
-    body = await _post(http, req, _url(req, prefer_refresh_url=False), params, deadline)
-    return {
+    """Re-run the client-credentials grant (the refresh core's path, cut at ``deadline``)."""
+    request = build_client_credentials_request(req, credentials, sent_at)
+    body = await asend(http, req.spec, request, deadline=deadline)
+    return _cc_issued(req, credentials, body, sent_at, default_lifetime)
+
+
+def client_credentials(
+    http: HttpClient,
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    *,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> dict[str, Any]:
+    """:func:`aclient_credentials` for sync callers (tools, tests)."""
+    body = send(http, req.spec, build_client_credentials_request(req, credentials, sent_at))
+    return _cc_issued(req, credentials, body, sent_at, default_lifetime)
+
+
+def _cc_issued(
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    answer: dict[str, Any],
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> dict[str, Any]:
+    body = _expect_token(req, answer)
+    out = {
         "type": "OAUTH2_CC",
         "token": str(body.get("access_token") or body.get("token")),
         "expires_at": iso(expiry_from(body, sent_at, default_lifetime)),
@@ -267,3 +453,7 @@ async def client_credentials(
         "client_secret": credentials.get("client_secret"),
         "raw": body,
     }
+    for kept in ("client_certificate", "client_private_key"):
+        if credentials.get(kept):
+            out[kept] = credentials[kept]
+    return out

@@ -44,6 +44,7 @@ class ProviderRequest:
     headers: Mapping[str, str]
     form: Mapping[str, str] | None = None
     json: Any = None
+    params: Mapping[str, Any] | None = None  # sent in the URL's query string
     method: str = "POST"
 
 
@@ -119,6 +120,7 @@ class ProviderHttp:
                     headers=dict(request.headers),
                     data=dict(request.form) if request.form is not None else None,
                     json=request.json,
+                    params=dict(request.params) if request.params is not None else None,
                 ) as response:
                     content = await self._read_capped(response)
                     return ProviderResponse(response.status_code, response.headers, content)

@@ -29,12 +29,15 @@ PERMANENT_ERROR_CODES = frozenset(
     }
 )
 
-REFRESHABLE_TYPES = frozenset({"OAUTH2", "OAUTH2_CC"})
+REFRESHABLE_TYPES = frozenset(
+    {"OAUTH2", "OAUTH2_CC", "APP", "CUSTOM", "JWT", "TWO_STEP", "BILL", "SIGNATURE"}
+)
 
 
 def is_refreshable(conn: Connection) -> bool:
     """True when freshtoken can mint new credentials for this connection without the user."""
-    if conn.credentials_type == "OAUTH2_CC":
+    if conn.credentials_type in REFRESHABLE_TYPES and conn.credentials_type != "OAUTH2":
+        # Client credentials and auth-mode grants mint from stored secrets alone.
         return True
     return conn.credentials_type == "OAUTH2" and conn.has_refresh_token
 

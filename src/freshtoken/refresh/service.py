@@ -40,15 +40,15 @@ from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
-from freshtoken.refresh import policy
+from freshtoken.refresh import authmodes, policy
 from freshtoken.refresh.flights import Flight, Flights
 from freshtoken.refresh.grants import (
     PERMANENT,
     TRANSIENT,
     GrantError,
     GrantRequest,
-    client_credentials,
-    refresh_oauth2,
+    aclient_credentials,
+    arefresh_oauth2,
 )
 from freshtoken.refresh.http import ProviderHttp
 from freshtoken.refresh.inflight import (
@@ -626,7 +626,7 @@ class RefreshService:
             self.settings.provider_deadline, self._lock_deadline(attempt) - self.clock.monotonic()
         )
         if conn.credentials_type == "OAUTH2_CC":
-            new_creds = await client_credentials(
+            new_creds = await aclient_credentials(
                 self.http,
                 request,
                 creds,
@@ -635,7 +635,17 @@ class RefreshService:
                 deadline=deadline,
             )
             return new_creds, False
-        return await refresh_oauth2(
+        if conn.credentials_type in authmodes.GRANTS:
+            # APP, CUSTOM, ...: grant logic in freshtoken.refresh.authmodes (issue #12). Those
+            # grants are sync: they run in a worker thread, and their provider calls still go
+            # through ProviderHttp.send (deadline, cap) via grants.send.
+            grant = authmodes.GRANTS[conn.credentials_type]
+
+            def run_authmode() -> tuple[dict[str, Any], bool]:
+                return grant(self.authmode_context(conn, creds, spec, sent_at, lifetime))
+
+            return await asyncio.to_thread(run_authmode)
+        return await arefresh_oauth2(
             self.http,
             request,
             creds,
@@ -823,6 +833,33 @@ class RefreshService:
             connection_config=conn.connection_config or {},
             client_id=client_id,
             client_secret=client_secret,
+        )
+
+    def authmode_context(
+        self,
+        conn: Connection,
+        creds: dict[str, Any],
+        spec: ProviderSpec,
+        sent_at: dt.datetime,
+        lifetime: float,
+    ) -> authmodes.AuthModeContext:
+        """What an auth-mode grant needs: the integration's client and GitHub App secrets."""
+        with session_scope(self.session_factory) as session:
+            store = self._store(session)
+            integration = store.get_integration(conn.provider_config_key)
+            client_id = integration.client_id if integration else None
+            client_secret = store.client_secret(integration) if integration else None
+            custom = (store.custom(integration) if integration else None) or {}
+        return authmodes.AuthModeContext(
+            http=self.http,
+            spec=spec,
+            connection_config=conn.connection_config or {},
+            credentials=creds,
+            sent_at=sent_at,
+            default_lifetime=lifetime,
+            client_id=client_id,
+            client_secret=client_secret,
+            integration_custom=custom,
         )
 
     def _store(self, session: Session) -> ConnectionStore:

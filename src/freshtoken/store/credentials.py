@@ -11,7 +11,21 @@ import math
 import re
 from typing import Any
 
-CREDENTIAL_TYPES = ("OAUTH2", "OAUTH2_CC", "OAUTH1", "API_KEY", "BASIC")
+CREDENTIAL_TYPES = (
+    "OAUTH2",
+    "OAUTH2_CC",
+    "OAUTH1",
+    "API_KEY",
+    "BASIC",
+    "TBA",
+    "APP",
+    "CUSTOM",
+    "NONE",
+    "JWT",
+    "TWO_STEP",
+    "BILL",
+    "SIGNATURE",
+)
 
 # Values above this are read as milliseconds since the epoch (Nango: anything after 1971 in ms).
 _MS_THRESHOLD = 10_000_000_000
@@ -70,7 +84,16 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def expires_at_of(credentials: dict[str, Any]) -> dt.datetime | None:
-    """The expiry stored in a credentials dict, if any."""
+    """The expiry stored in a credentials dict, if any.
+
+    CUSTOM (GitHub App OAuth) has two parts: the earlier of the app's and the user's expiry,
+    as Nango's ``getExpiresAtFromCredentials``.
+    """
+    if credentials.get("type") == "CUSTOM":
+        parts = [credentials.get("app"), credentials.get("user")]
+        expiries = [parse_datetime(p.get("expires_at")) for p in parts if isinstance(p, dict)]
+        known = [e for e in expiries if e is not None]
+        return min(known) if known else None
     return parse_datetime(credentials.get("expires_at"))
 
 
@@ -98,10 +121,35 @@ def strip_refresh_tokens(value: Any) -> Any:
 
 _PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "OAUTH2": ("type", "access_token", "refresh_token", "expires_at", "raw", "config_override"),
-    "OAUTH2_CC": ("type", "token", "expires_at", "client_id", "client_secret", "raw"),
+    "OAUTH2_CC": (
+        "type",
+        "token",
+        "expires_at",
+        "client_id",
+        "client_secret",
+        "client_certificate",
+        "client_private_key",
+        "raw",
+    ),
     "OAUTH1": ("type", "oauth_token", "oauth_token_secret", "raw"),
     "API_KEY": ("type", "apiKey"),
     "BASIC": ("type", "username", "password"),
+    # Nango's shapes, packages/types/lib/auth/api.ts. JWT and TWO_STEP carry provider-specific
+    # keys, so they are served whole (no field list).
+    "TBA": ("type", "token_id", "token_secret", "config_override"),
+    "APP": ("type", "access_token", "expires_at", "raw", "jwtToken"),
+    "CUSTOM": ("type", "app", "user", "raw"),
+    "BILL": (
+        "type",
+        "username",
+        "password",
+        "organization_id",
+        "dev_key",
+        "session_id",
+        "user_id",
+        "expires_at",
+    ),
+    "SIGNATURE": ("type", "username", "password", "token", "expires_at"),
 }
 
 
@@ -110,12 +158,16 @@ def public_credentials(
 ) -> dict[str, Any]:
     """The ``credentials`` object of the API response, shaped per type."""
     ctype = credentials.get("type", "")
+    if ctype == "NONE":
+        return {}  # Nango serves an unauthenticated connection's credentials as {}
     fields = _PUBLIC_FIELDS.get(ctype)
     out = (
         {k: credentials[k] for k in fields if k in credentials and credentials[k] is not None}
         if fields
         else dict(credentials)
     )
-    if ctype in ("OAUTH2", "OAUTH2_CC", "OAUTH1"):
+    if ctype in ("OAUTH2", "OAUTH2_CC", "OAUTH1", "APP", "CUSTOM", "TWO_STEP"):
         out.setdefault("raw", {})
+    if ctype == "CUSTOM":
+        out.setdefault("user", None)  # Nango: user is null until the user part exists
     return out if include_refresh_token else strip_refresh_tokens(out)

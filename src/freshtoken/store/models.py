@@ -37,6 +37,8 @@ class Integration(Base):
     client_id: Mapped[str | None] = mapped_column(Text)
     client_secret_enc: Mapped[str | None] = mapped_column(Text)
     scopes: Mapped[str | None] = mapped_column(Text)
+    # APP/CUSTOM (GitHub App): {app_id, app_link, private_key}, encrypted like client_secret_enc.
+    custom_enc: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 

@@ -119,6 +119,24 @@ class ConnectionStore:
             aad_for("integrations", integration.id, "client_secret"),
         ).decode()
 
+    def set_custom(self, integration: Integration, custom: dict[str, Any] | None) -> None:
+        """Encrypt and store (or clear) an integration's GitHub App fields (Nango's ``custom``)."""
+        integration.custom_enc = (
+            None
+            if custom is None
+            else self.cipher.encrypt_json(custom, aad_for("integrations", integration.id, "custom"))
+        )
+        integration.updated_at = self.clock.now()
+
+    def custom(self, integration: Integration) -> dict[str, Any] | None:
+        """Decrypt an integration's GitHub App fields, if any."""
+        if integration.custom_enc is None:
+            return None
+        value: dict[str, Any] = self.cipher.decrypt_json(
+            integration.custom_enc, aad_for("integrations", integration.id, "custom")
+        )
+        return value
+
     def delete_integration(self, integration: Integration) -> None:
         """Delete an integration and soft-delete its connections (credentials wiped)."""
         for conn in self.session.scalars(

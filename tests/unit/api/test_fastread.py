@@ -29,9 +29,9 @@ def _request(path_id: str, query: str) -> Request:
 @pytest.mark.parametrize(
     ("path_id", "query", "expected"),
     [
-        ("c1", f"provider_config_key={PCK}", ("c1", PCK, False, False)),
-        ("c/1", f"provider_config_key={PCK}&force_refresh=true", ("c/1", PCK, True, False)),
-        ("c1", f"provider_config_key={PCK}&refresh_token=true", ("c1", PCK, False, True)),
+        ("c1", f"provider_config_key={PCK}", ("c1", PCK, False, False, False)),
+        ("c/1", f"provider_config_key={PCK}&force_refresh=true", ("c/1", PCK, True, False, False)),
+        ("c1", f"provider_config_key={PCK}&refresh_token=true", ("c1", PCK, False, True, False)),
         ("c1", f"provider_config_key={PCK}&force_refresh=True", None),  # validator's answer
         ("c1", f"provider_config_key={PCK}&provider_config_key={PCK}", None),  # repeated
         ("c1", f"provider_config_key={PCK}&extra=1", None),  # unknown parameter
@@ -42,7 +42,7 @@ def _request(path_id: str, query: str) -> Request:
     ],
 )
 def test_only_plain_inputs_take_the_lean_handler(
-    path_id: str, query: str, expected: tuple[str, str, bool, bool] | None
+    path_id: str, query: str, expected: tuple[str, str, bool, bool, bool] | None
 ) -> None:
     """Anything a validator could refuse goes to FastAPI's handler, so errors stay identical."""
     assert fastread.plain_read(_request(path_id, query)) == expected

@@ -24,10 +24,10 @@ from freshtoken.refresh.grants import (
     TRANSIENT,
     GrantError,
     GrantRequest,
+    aclient_credentials,
+    arefresh_oauth2,
     classify,
-    client_credentials,
     expiry_from,
-    refresh_oauth2,
 )
 from freshtoken.refresh.http import ProviderHttp
 from freshtoken.settings import Settings
@@ -83,7 +83,7 @@ def _refresh(
     http: ProviderHttp, req: GrantRequest, refresh_token: str
 ) -> tuple[dict[str, Any], bool]:
     return asyncio.run(
-        refresh_oauth2(
+        arefresh_oauth2(
             http,
             req,
             {"type": "OAUTH2", "refresh_token": refresh_token},
@@ -587,7 +587,7 @@ def test_client_credentials_sends_grant_and_scopes() -> None:
     req = _request("oauth2-cc", SPY_URL, connection_config={"oauth_scopes": "read, write,admin"})
     with spy.client() as client:
         creds = asyncio.run(
-            client_credentials(
+            aclient_credentials(
                 client,
                 req,
                 {"type": "OAUTH2_CC", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
@@ -610,7 +610,7 @@ def test_client_credentials_against_the_mock(mock: MockProvider, http: ProviderH
     req = _request("oauth2-cc", mock.token_url, connection_config={"oauth_scopes": "a,b"})
     stored = {"type": "OAUTH2_CC", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
     creds = asyncio.run(
-        client_credentials(http, req, stored, sent_at=SENT_AT, default_lifetime=LIFETIME)
+        aclient_credentials(http, req, stored, sent_at=SENT_AT, default_lifetime=LIFETIME)
     )
     assert mock.is_access_token_valid(creds["token"])
     assert creds["raw"]["scope"] == "a b"

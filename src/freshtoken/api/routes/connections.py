@@ -16,6 +16,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from freshtoken.api.authmode_import import (
+    MINTED_ON_IMPORT,
+    authmode_credentials,
+    import_connection_config,
+    mint_on_import,
+)
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
 from freshtoken.api.fastread import fast_read_route
@@ -41,6 +47,7 @@ from freshtoken.api.serialize import (
     connection_full,
     connection_list_item,
 )
+from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
 from freshtoken.refresh.seam import ReadRefresher, RefreshDenied
 from freshtoken.runtime import Runtime
 from freshtoken.store.asyncread import decrypt_credentials
@@ -87,6 +94,7 @@ async def read_connection(
     provider_config_key: str,
     force_refresh: bool,
     include_refresh_token: bool,
+    refresh_app_jwt: bool = False,
 ) -> Response:
     """The read itself, shared by FastAPI's handler and the lean one (:mod:`..fastread`)."""
     # Async end to end: one indexed SELECT on the async path (autocommit, no ORM session),
@@ -113,6 +121,9 @@ async def read_connection(
             exc.message,
             payload={"connection": connection_denied(shown, exc.log_id)},
         )
+    if refresh_app_jwt and conn.credentials_type in APP_TYPES:
+        # Signs locally after a database read: a worker thread, off the event loop.
+        credentials = await run_in_threadpool(with_fresh_app_jwt, runtime, conn, credentials)
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=include_refresh_token)
     )
@@ -125,7 +136,12 @@ async def get_connection(
 ) -> Response:
     """Return a connection and its credentials, refreshing them first when they are due."""
     return await read_connection(
-        runtime, connectionId, query.provider_config_key, query.force_refresh, query.refresh_token
+        runtime,
+        connectionId,
+        query.provider_config_key,
+        query.force_refresh,
+        query.refresh_token,
+        query.refresh_github_app_jwt_token,
     )
 
 
@@ -257,6 +273,10 @@ def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
             **_present(token=creds.token, expires_at=creds.expires_at),
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
+            **_present(
+                client_certificate=creds.client_certificate,
+                client_private_key=creds.client_private_key,
+            ),
             "raw": (
                 creds.raw
                 if creds.raw is not None
@@ -268,8 +288,9 @@ def stored_credentials(creds: CredentialsIn) -> dict[str, Any]:
         return {"type": "OAUTH1", **token, "raw": dict(token)}
     if isinstance(creds, ApiKeyCredentialsIn):
         return {"type": "API_KEY", "apiKey": creds.apiKey}
-    assert isinstance(creds, BasicCredentialsIn)
-    return {"type": "BASIC", "username": creds.username, "password": creds.password}
+    if isinstance(creds, BasicCredentialsIn):
+        return {"type": "BASIC", "username": creds.username, "password": creds.password}
+    return authmode_credentials(creds)
 
 
 def _present(**fields: Any) -> dict[str, Any]:
@@ -304,11 +325,12 @@ def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
                 ["credentials", "type"],
             )
         credentials = stored_credentials(body.credentials)
+        connection_config = import_connection_config(body.credentials, body.connection_config)
         conn, _created = store.upsert_connection(
             integration,
             connection_id=body.connection_id or str(uuid.uuid4()),
             credentials=credentials,
-            connection_config=body.connection_config,
+            connection_config=connection_config,
             metadata=body.metadata,
             tags=dict(body.tags) if body.tags is not None else None,
             end_user=body.end_user.model_dump() if body.end_user is not None else None,
@@ -316,6 +338,9 @@ def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
         if body.webhook_url_override is not None:
             conn.webhook_url_override = body.webhook_url_override or None
         store.session.flush()
+    if body.credentials.type in MINTED_ON_IMPORT:
+        # Nango mints a GitHub App installation token on import; here through the refresh core.
+        conn, credentials = mint_on_import(runtime, conn)
     return JSONBytesResponse(
         connection_full(conn, credentials, include_refresh_token=False), status_code=201
     )

@@ -12,10 +12,13 @@ from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query
 from freshtoken.api.errors import ApiError, error_responses, invalid_body
 from freshtoken.api.schemas import (
     PROVIDER_CONFIG_KEY_PATTERN,
+    AppIntegrationCredentialsIn,
+    CustomIntegrationCredentialsIn,
     GetIntegrationQuery,
     IntegrationCredentialsIn,
     IntegrationDataOut,
     IntegrationListOut,
+    OAuthIntegrationCredentialsIn,
     PatchIntegrationBody,
     PostIntegrationBody,
     SuccessOut,
@@ -47,12 +50,40 @@ def _check_credentials_type(
 def _credentials_out(
     store: ConnectionStore, row: Integration, spec: ProviderSpec | None
 ) -> dict[str, Any]:
-    return {
-        "type": spec.auth_mode if spec is not None else None,
+    mode = spec.auth_mode if spec is not None else None
+    custom = store.custom(row) or {}
+    app = {k: custom.get(k) for k in ("app_id", "app_link", "private_key")}
+    if mode == "APP":
+        return {"type": mode, **app}
+    out: dict[str, Any] = {
+        "type": mode,
         "client_id": row.client_id,
         "client_secret": store.client_secret(row),
         "scopes": row.scopes,
     }
+    if mode == "CUSTOM":
+        out.update(app)
+    return out
+
+
+def _store_credentials(
+    store: ConnectionStore, row: Integration, creds: IntegrationCredentialsIn
+) -> None:
+    """Write an integration's client (and, for APP/CUSTOM, its GitHub App) encrypted."""
+    if isinstance(creds, AppIntegrationCredentialsIn | CustomIntegrationCredentialsIn):
+        store.set_custom(
+            row,
+            {"app_id": creds.app_id, "app_link": creds.app_link, "private_key": creds.private_key},
+        )
+    if isinstance(creds, AppIntegrationCredentialsIn):
+        # Nango keeps the app id as the integration's client id for APP.
+        row.client_id = creds.app_id
+        row.scopes = None
+        store.set_client_secret(row, None)
+        return
+    row.client_id = creds.client_id
+    row.scopes = creds.scopes if isinstance(creds, OAuthIntegrationCredentialsIn) else None
+    store.set_client_secret(row, creds.client_secret)
 
 
 @router.get(
@@ -86,13 +117,10 @@ def create_integration(body: PostIntegrationBody, runtime: RuntimeDep) -> Respon
         if store.get_integration(body.unique_key) is not None:
             raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
         row = store.create_integration(
-            unique_key=body.unique_key,
-            provider=body.provider,
-            display_name=body.display_name,
-            client_id=creds.client_id if creds else None,
-            client_secret=creds.client_secret if creds else None,
-            scopes=creds.scopes if creds else None,
+            unique_key=body.unique_key, provider=body.provider, display_name=body.display_name
         )
+        if creds is not None:
+            _store_credentials(store, row, creds)
     return JSONBytesResponse({"data": integration(row, spec)})
 
 
@@ -155,9 +183,7 @@ def patch_integration(
         if "display_name" in given:
             row.display_name = body.display_name
         if body.credentials is not None:
-            row.client_id = body.credentials.client_id
-            row.scopes = body.credentials.scopes
-            store.set_client_secret(row, body.credentials.client_secret)
+            _store_credentials(store, row, body.credentials)
         row.updated_at = runtime.clock.now()
         store.session.flush()
     return JSONBytesResponse({"data": integration(row, spec)})

@@ -58,7 +58,8 @@ async def refresh_connection(
             400,
             "not_refreshable",
             "This connection's credentials cannot be refreshed: only OAUTH2 credentials with "
-            "a refresh token and OAUTH2_CC credentials can.",
+            "a refresh token, OAUTH2_CC, APP, CUSTOM, JWT, TWO_STEP, BILL and SIGNATURE "
+            "credentials can.",
         )
     pk = conn.id
     service = runtime.extras.get("refresh_service")
