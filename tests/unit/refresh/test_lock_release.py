@@ -75,6 +75,10 @@ def _boom(*_args: object, **_kwargs: object) -> Any:
     raise RuntimeError("step failed")
 
 
+async def _aboom(*_args: object, **_kwargs: object) -> Any:
+    raise RuntimeError("provider call failed")
+
+
 STEPS = ["database_read", "provider", "encryption", "stash", "database_write"]
 
 
@@ -92,7 +96,7 @@ def test_lock_is_released_when_a_step_fails(
     if step == "database_read":
         monkeypatch.setattr(ConnectionStore, "get_connection_by_pk", _database_down)
     elif step == "provider":
-        monkeypatch.setattr("freshtoken.refresh.service.refresh_oauth2", _boom)
+        monkeypatch.setattr(service, "_send_grant", _aboom)
     elif step == "encryption":
         monkeypatch.setattr(service.cipher, "encrypt_json", _boom)
     elif step == "stash":
