@@ -393,20 +393,19 @@ class RefreshService:
         conn, creds = await self._db(self._read, pk)
         if conn is not None:
             self._describe(attempt, conn)
-        if lease is None:
-            # Timed out waiting: serve what the holder stored if it is fresh; never refresh
-            # without the lock (that is how a rotating refresh token gets spent twice).
-            attempt.outcome = "lock_timeout"
-            attempt.error_code = "lock_timeout"
-            attempt.error_class = TRANSIENT
-            fresh = conn is not None and not self._due(conn, attempt.trigger)
-            return RefreshResult(
-                "lock_timeout",
-                conn if fresh else None,
-                creds if fresh else {},
-                attempt.log_id,
-                None if fresh else GrantError(TRANSIENT, "lock_timeout"),
-            )
+        # Timed out waiting: serve what the holder stored if it is fresh; never refresh
+        # without the lock (that is how a rotating refresh token gets spent twice).
+        attempt.outcome = "lock_timeout"
+        attempt.error_code = "lock_timeout"
+        attempt.error_class = TRANSIENT
+        fresh = conn is not None and not self._due(conn, attempt.trigger)
+        return RefreshResult(
+            "lock_timeout",
+            conn if fresh else None,
+            creds if fresh else {},
+            attempt.log_id,
+            None if fresh else GrantError(TRANSIENT, "lock_timeout"),
+        )
 
     @contextlib.asynccontextmanager
     async def _holding(self, lease: AsyncLease, attempt: _Attempt) -> AsyncIterator[None]:
