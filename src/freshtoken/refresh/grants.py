@@ -262,7 +262,9 @@ async def asend(
     _check_outbound(request)
     if request.deadline_seconds is not None:
         deadline = (
-            request.deadline_seconds if deadline is None else min(deadline, request.deadline_seconds)
+            request.deadline_seconds
+            if deadline is None
+            else min(deadline, request.deadline_seconds)
         )
     outbound = ProviderRequest(
         url=request.url,

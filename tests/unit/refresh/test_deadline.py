@@ -217,17 +217,17 @@ def test_deadline_never_outlives_the_lock() -> None:
 
 def test_body_over_the_cap_is_refused() -> None:
     """A body larger than provider_max_response_bytes fails response_too_large, declared or not."""
-    settings = Settings(provider_max_response_bytes=1000)
+    settings = Settings(provider_max_response_bytes=1024)
 
     def declared(_req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"x" * 1001)
+        return httpx.Response(200, content=b"x" * 1025)
 
     def streamed(_req: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=_chunks())
 
     async def _chunks() -> Any:
         for _ in range(20):
-            yield b"y" * 100
+            yield b"y" * 100  # 2000 bytes in all, past the 1024-byte cap
 
     request = ProviderRequest(url="https://provider.test/token", headers={}, form={"a": "b"})
     for handler in (declared, streamed):
