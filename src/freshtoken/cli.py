@@ -371,6 +371,26 @@ def _require_redis(role: str, embedded: bool) -> None:
         )
 
 
+def _run_celery(app: Any, argv: list[str]) -> None:
+    """Run ``celery ARGV`` for ``app`` and exit with Celery's exit code when it is not 0.
+
+    Not ``app.worker_main()``/``app.start()``: they drop the code, so a worker that stopped on an
+    unrecoverable error (kombu's restore_unacked when Redis goes away) exited 0, and an
+    on-failure restart policy left it dead.
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as stop:  # click < 8.1 raises it even when not standalone
+        code = stop.exit_code
+    finally:
+        celery_command.params[0].default = None
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
 @click.option(
@@ -396,7 +416,7 @@ def worker(ctx: click.Context, concurrency: int | None, pool: str, embedded: boo
         # would ever publish the scan.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
-    app.worker_main([*argv, *ctx.args])
+    _run_celery(app, [*argv, *ctx.args])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -411,7 +431,9 @@ def beat(ctx: click.Context, embedded: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_celery(settings)
     schedule = settings.data_dir / "celerybeat-schedule"
-    app.start(["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}", *ctx.args])
+    _run_celery(
+        app, ["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level}", *ctx.args]
+    )
 
 
 # -- mock provider ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from freshtoken.providers.catalog import ProviderCatalog, load_catalog
 from freshtoken.refresh.policy import plan_next_refresh
 from freshtoken.refresh.seam import NoRefresh, ReadRefresher
 from freshtoken.settings import Settings
+from freshtoken.store.asyncread import AsyncReader
 from freshtoken.store.fetchstamps import FetchStamps
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore
@@ -43,6 +44,7 @@ class Runtime:
     redis: redis.Redis | None = None
     refresher: ReadRefresher = field(default_factory=NoRefresh)
     fetch_stamps: FetchStamps = field(init=False)
+    reader: AsyncReader = field(init=False)  # the API's async read path
     extras: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager
@@ -59,6 +61,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.fetch_stamps = FetchStamps(self.session_factory)
+        self.reader = AsyncReader(self.settings)
 
     def close(self) -> None:
         """Write pending read stamps and release pooled connections."""
@@ -68,6 +71,9 @@ class Runtime:
             closer = self.extras.get(name)
             if closer is not None:
                 closer.close()
+        service = self.extras.get("refresh_service")
+        if service is not None:
+            service.close()  # the sync shim's loop thread
 
 
 def build_runtime(

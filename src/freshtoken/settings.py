@@ -64,18 +64,23 @@ class Settings(BaseSettings):
     refresh_max_failure_days: int = 4
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 15.0
-    lock_ttl_seconds: float = 30.0  # must exceed connect + read timeout: checked below
+    lock_ttl_seconds: float = 30.0  # must exceed the provider deadline + margin: checked below
     lock_wait_seconds: float = 25.0
+    # One overall deadline per provider call (connect + send + the whole body); unset means
+    # connect + read timeout. It must end a safety margin before the lock's TTL (checked below).
+    provider_deadline_seconds: float | None = Field(default=None, gt=0)
 
     # Proactive refresh (issue 4).
     scan_interval_seconds: float = 30.0
     scan_batch_size: int = 500
     refresh_lead_seconds: int = 1200  # default lead: min(20 min, half the token lifetime)
     keepalive_hours: float = 24.0
-    claim_ttl_seconds: int = 300
-    # After a transient failure the scan waits this long before trying the row again (the
-    # task's own retries with backoff come first).
-    scan_retry_after_failure_seconds: int = 120
+    # A claim lasts about one task's worst case (lock wait + lock TTL + a margin): a task lost
+    # with a worker or the broker gives its row back to the scan within a minute.
+    claim_ttl_seconds: int = 60
+    # After a transient failure the scan takes the row back after 2, 4, 8 ... seconds, at most
+    # this long, and before the token expires (the task's own retries run first).
+    scan_retry_after_failure_seconds: int = 30
     provider_rate_limit_per_second: float = 50.0
     task_max_retries: int = 5
 
@@ -124,6 +129,11 @@ class Settings(BaseSettings):
                 "FRESHTOKEN_LOCK_TTL_SECONDS must exceed "
                 "FRESHTOKEN_HTTP_CONNECT_TIMEOUT + FRESHTOKEN_HTTP_READ_TIMEOUT"
             )
+        if self.provider_deadline + self.lock_safety_margin > self.lock_ttl_seconds:
+            raise ValueError(
+                "FRESHTOKEN_PROVIDER_DEADLINE_SECONDS (default: connect + read timeout) must end "
+                f"at least {self.lock_safety_margin:g}s before FRESHTOKEN_LOCK_TTL_SECONDS"
+            )
         return self
 
     @model_validator(mode="after")
@@ -140,6 +150,22 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
         return f"http://{host}:{self.api_port}"
+
+    @property
+    def provider_deadline(self) -> float:
+        """The overall deadline of one provider call, in seconds."""
+        if self.provider_deadline_seconds is not None:
+            return self.provider_deadline_seconds
+        return self.http_connect_timeout + self.http_read_timeout
+
+    @property
+    def lock_safety_margin(self) -> float:
+        """Time kept free at the end of a lock's TTL: a holder gives up before its lock expires.
+
+        A fifth of the TTL, at most 2 s: enough for the write after the provider answered (the
+        compare-and-set makes a later write harmless anyway).
+        """
+        return min(2.0, 0.2 * self.lock_ttl_seconds)
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,6 +7,7 @@ rotation and reuse detection: a second refresh with a spent token would be answe
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -106,55 +108,157 @@ def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
         redis.flushdb()
 
 
-def test_storm_of_readers_spends_the_refresh_token_once(stack: dict[str, object]) -> None:
-    """200 concurrent reads of one expired connection on 2 API processes: one provider call,
-    every reader gets the new token, and no invalid_grant."""
-    provider = stack["provider"]
-    assert isinstance(provider, MockProvider)
+def _burst(
+    stack: dict[str, object], connection_id: str, count: int, **params: str
+) -> list[tuple[int, dict[str, Any], float]]:
+    """``count`` concurrent reads spread over both API processes, released by one barrier.
+
+    Returns (status, body, wall-clock time the response arrived) per read.
+    """
     ports = stack["ports"]
     assert isinstance(ports, list)
-    pk, family = add_oauth2_connection(stack["runtime"], provider, expires_in=-30)  # type: ignore[arg-type]
-    _ = pk
-    barrier = threading.Barrier(READERS)
-    statuses: list[int] = []
-    tokens: list[str] = []
+    barrier = threading.Barrier(count)
+    results: list[tuple[int, dict[str, Any], float]] = []
     lock = threading.Lock()
     clients = [
         httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {SECRET_KEY}"},
             timeout=60,
-            limits=httpx.Limits(max_connections=READERS),
+            limits=httpx.Limits(max_connections=count),
         )
         for port in ports
     ]
 
     def reader(i: int) -> None:
-        client = clients[i % 2]
+        client = clients[i % len(clients)]
         barrier.wait()
         response = client.get(
-            f"/connections/{_connection_id(stack, pk)}", params={"provider_config_key": "mock"}
+            f"/connections/{connection_id}", params={"provider_config_key": "mock", **params}
         )
+        arrived = time.time()
         with lock:
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                tokens.append(response.json()["credentials"]["access_token"])
+            results.append((response.status_code, response.json(), arrived))
 
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(READERS)]
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     for client in clients:
         client.close()
+    return results
+
+
+def test_storm_of_readers_spends_the_refresh_token_once(stack: dict[str, object]) -> None:
+    """200 concurrent reads of one expired connection on 2 API processes: one provider call,
+    every reader gets the new token, and no invalid_grant."""
+    provider = stack["provider"]
+    assert isinstance(provider, MockProvider)
+    pk, family = add_oauth2_connection(stack["runtime"], provider, expires_in=-30)  # type: ignore[arg-type]
+    results = _burst(stack, _connection_id(stack, pk), READERS)
     stats = provider.stats()
-    assert statuses == [200] * READERS
+    assert [status for status, _, _ in results] == [200] * READERS
     assert stats["refresh_calls"] == 1, stats
     assert stats["invalid_grant"] == 0
-    assert len(set(tokens)) == 1
-    (token,) = set(tokens)
+    tokens = {body["credentials"]["access_token"] for _, body, _ in results}
+    assert len(tokens) == 1
+    (token,) = tokens
     assert token != family["access_token"]
     assert provider.is_access_token_valid(token)
+
+
+def test_forced_storm_shares_refreshes_and_hands_out_only_current_tokens(
+    stack: dict[str, object],
+) -> None:
+    """200 concurrent force_refresh reads of a fresh connection on 2 API processes.
+
+    Forced reads share refreshes sent after they arrived: at most 2 provider calls. Every caller
+    gets the token that was current when its response was sent: a newer token cannot be stored
+    before its request was sent plus the provider's latency, and every response carrying an older
+    token arrived before that instant. (A token's request time is its expiry less its lifetime.)
+    """
+    provider = stack["provider"]
+    assert isinstance(provider, MockProvider)
+    latency = 1.0
+    provider.configure(latency_seconds=latency)
+    pk, family = add_oauth2_connection(stack["runtime"], provider)  # type: ignore[arg-type]
+    results = _burst(stack, _connection_id(stack, pk), READERS, force_refresh="true")
+    stats = provider.stats()
+    assert [status for status, _, _ in results] == [200] * READERS
+    assert 1 <= stats["refresh_calls"] <= 2, stats
+    assert stats["invalid_grant"] == 0
+    lifetime = provider.config.token_lifetime_seconds
+    sent: dict[str, float] = {}
+    for _, body, _ in results:
+        credentials = body["credentials"]
+        expires_at = dt.datetime.fromisoformat(credentials["expires_at"]).timestamp()
+        sent[credentials["access_token"]] = expires_at - lifetime
+    assert family["access_token"] not in sent  # every forced read got a refresh it asked for
+    assert len(sent) <= stats["refresh_calls"]
+    superseded = [
+        token
+        for _, body, arrived in results
+        for token in [body["credentials"]["access_token"]]
+        if any(other > sent[token] and arrived >= other + latency for other in sent.values())
+    ]
+    assert superseded == [], f"{len(superseded)} callers got a superseded token"
+
+
+def test_health_and_other_reads_are_not_starved_by_slow_refreshes(
+    stack: dict[str, object],
+) -> None:
+    """45 refreshes waiting on a 3 s token endpoint hold no thread: /health and a read of another
+    connection on the same API process answer quickly meanwhile (loosely: < 1 s)."""
+    provider = stack["provider"]
+    runtime = stack["runtime"]
+    assert isinstance(provider, MockProvider)
+    ports = stack["ports"]
+    assert isinstance(ports, list)
+    provider.configure(latency_seconds=3.0)
+    slow = [
+        _connection_id(stack, add_oauth2_connection(runtime, provider, expires_in=-30)[0])  # type: ignore[arg-type]
+        for _ in range(45)
+    ]
+    fresh_pk, _ = add_oauth2_connection(runtime, provider)  # type: ignore[arg-type]
+    fresh = _connection_id(stack, fresh_pk)
+    base = f"http://127.0.0.1:{ports[0]}"
+    auth = {"Authorization": f"Bearer {SECRET_KEY}"}
+    statuses: list[int] = []
+
+    def slow_read(connection_id: str) -> None:
+        response = httpx.get(
+            f"{base}/connections/{connection_id}",
+            params={"provider_config_key": "mock"},
+            headers=auth,
+            timeout=60,
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=slow_read, args=(c,)) for c in slow]
+    for t in threads:
+        t.start()
+    # Let the refreshes reach the provider (in flight until its 3 s latency is over).
+    deadline = time.monotonic() + 10
+    while provider.stats()["in_flight"] < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert provider.stats()["in_flight"] >= 40, provider.stats()
+    timings: list[float] = []
+    with httpx.Client(base_url=base, headers=auth, timeout=10) as client:
+        for _ in range(5):
+            started = time.monotonic()
+            assert client.get("/health").status_code == 200
+            timings.append(time.monotonic() - started)
+            started = time.monotonic()
+            other = client.get(f"/connections/{fresh}", params={"provider_config_key": "mock"})
+            assert other.status_code == 200
+            timings.append(time.monotonic() - started)
+    in_flight_after = provider.stats()["in_flight"]
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 45
+    assert in_flight_after > 0  # the measurements were taken while the refreshes waited
+    assert max(timings) < 1.0, timings
 
 
 def _connection_id(stack: dict[str, object], pk: int) -> str:

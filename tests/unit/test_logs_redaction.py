@@ -24,6 +24,7 @@ from tests.support import (
 from freshtoken import logs
 from freshtoken.logs import REDACTED, configure_logging, get_logger
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.refresh.http import ProviderHttp
 from freshtoken.refresh.service import RefreshService
 from freshtoken.store.credentials import iso
 
@@ -315,7 +316,7 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
     config = MockProviderConfig(client_id="leak-client", client_secret=client_secret)
     with MockProvider(config) as provider:
         rt = make_runtime(settings)
-        exploding = httpx.Client(transport=httpx.MockTransport(_explode))
+        exploding = ProviderHttp(settings, transport=httpx.MockTransport(_explode))
         try:
             service = rt.extras["refresh_service"]
             assert isinstance(service, RefreshService)
@@ -387,7 +388,6 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
             with pytest.raises(RuntimeError, match="transport exploded"):
                 service.refresh(pks["crash"], trigger="manual", force=True)
         finally:
-            exploding.close()
             rt.close()
 
     text = stream.getvalue()

@@ -216,6 +216,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         # Write the last second of read stamps on a graceful shutdown (the runtime itself
         # belongs to the caller, who closes it).
         runtime.fetch_stamps.close()
+        # The async pools opened on this loop close with it.
+        await runtime.reader.dispose()
+        provider_http = runtime.extras.get("provider_http")
+        if provider_http is not None:
+            await provider_http.aclose()
 
     app = FastAPI(
         lifespan=lifespan,

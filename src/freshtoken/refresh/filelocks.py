@@ -17,6 +17,7 @@ refresher on PostgreSQL without Redis (the one configuration that can span hosts
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from freshtoken.errors import ConfigError
-from freshtoken.refresh.locks import Lease
+from freshtoken.refresh.locks import AsyncLease, Lease
 from freshtoken.settings import Settings, make_private_dir
 
 _POLL_SECONDS = 0.05
@@ -45,6 +46,16 @@ class _FileLease:
         finally:
             os.close(fd)
         return True
+
+
+class _AsyncFileLease:
+    """A file lease for the async core: ``flock(LOCK_UN)`` and ``close`` never block."""
+
+    def __init__(self, lease: _FileLease) -> None:
+        self._lease = lease
+
+    async def release(self) -> bool:
+        return self._lease.release()
 
 
 class FileLocks:
@@ -85,6 +96,28 @@ class FileLocks:
                 os.close(fd)
                 raise
             return _FileLease(fd)
+
+    async def acquire_async(self, name: str, ttl: float, wait: float) -> AsyncLease | None:
+        """:meth:`acquire` for the async core: non-blocking attempts, asyncio sleeps between them.
+
+        Each attempt is one ``flock(LOCK_NB)`` system call, so waiting holds no thread.
+        """
+        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    os.close(fd)
+                    return None
+                await asyncio.sleep(min(remaining, _POLL_SECONDS))
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            return _AsyncFileLease(_FileLease(fd))
 
 
 def local_lock_dir(settings: Settings) -> Path:

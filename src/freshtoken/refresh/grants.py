@@ -1,6 +1,8 @@
 """The token-endpoint calls (refresh-token and client-credentials grants) and their parsing.
 
-Every provider failure is classified here, in one place: ``permanent`` (the grant or client is
+Every call goes through :func:`asend` and :meth:`freshtoken.refresh.http.ProviderHttp.send` (one
+choke point: hard deadline, body cap; :func:`send` is its sync form). Every provider failure is
+classified here, in one place: ``permanent`` (the grant or client is
 dead; retrying cannot help and the connection needs re-authorisation) or ``transient`` (network,
 5xx, 429, malformed answers; retry later). A provider entry extends the mapping with
 ``refresh_error_codes`` and ``error_in_ok_false``.
@@ -8,6 +10,7 @@ dead; retrying cannot help and the connection needs re-authorisation) or ``trans
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import email.utils
@@ -37,6 +40,7 @@ from freshtoken.providers.catalog import (
     interpolate_text,
     render_url,
 )
+from freshtoken.refresh.http import ProviderCallError, ProviderHttp, ProviderRequest
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
 
@@ -202,24 +206,103 @@ def prepare(req: GrantRequest, url: str, params: dict[str, Any]) -> TokenRequest
     )
 
 
-def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[str, Any]:
-    """The one provider call every grant goes through: send, parse JSON, classify failures.
+def _parse(
+    spec: ProviderSpec,
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    secrets: tuple[str | None, ...] = (),
+) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, or the classified :class:`GrantError`.
 
-    Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
-    object holds a usable token is the grant's business.
-
-    The outbound policy applies here, so every grant is covered: the URL is checked before any
-    secret leaves (``outbound_denied``), redirects are never followed, the body is read
-    incrementally up to ``max_response_bytes`` within ``deadline_seconds``, and provider error
-    text is sanitised (echoed secrets redacted) before it is classified.
+    ``secrets`` are what the request carried: a provider that echoes one back in its error text
+    has it redacted before the text reaches a log line, the API or the database.
     """
+    try:
+        body: Any = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if not 200 <= status < 300:
+        raise classify(spec, status, body, headers, secrets)
+    if not isinstance(body, dict):
+        raise GrantError(TRANSIENT, "invalid_response", http_status=status)
+    if spec.error_in_ok_false and body.get("ok") is False:
+        raise classify(spec, 400, body, headers, secrets)
+    return body
+
+
+def _check_outbound(request: TokenRequest) -> None:
+    """Refuse a URL the outbound policy denies, before any secret leaves."""
     try:
         request.outbound.check(request.url)
     except OutboundDenied:
         # Recorded like any permanent failure (a config fix is needed): the secret never
         # leaves, and the log line carries the reason, not the URL.
         raise GrantError(PERMANENT, "outbound_denied") from None
-    secrets = _request_secrets(request)
+
+
+# Codes of ProviderHttp failures that no retry can fix: the URL itself is unusable.
+_PERMANENT_CALL_ERRORS = frozenset({"invalid_token_url"})
+
+
+async def asend(
+    http: ProviderHttp, spec: ProviderSpec, request: TokenRequest, *, deadline: float | None = None
+) -> dict[str, Any]:
+    """The one provider call every grant goes through: send under the hard deadline with the
+    body cap (:meth:`ProviderHttp.send`), parse JSON, classify failures.
+
+    Returns the JSON object of a 2xx answer; raises :class:`GrantError` otherwise. Whether the
+    object holds a usable token is the grant's business.
+
+    The outbound policy applies here, so every grant is covered: the URL is checked before any
+    secret leaves (``outbound_denied``), redirects are never followed, the body is read
+    incrementally up to the cap within the deadline, and provider error text is sanitised
+    (echoed secrets redacted) before it is classified.
+    """
+    _check_outbound(request)
+    if request.deadline_seconds is not None:
+        deadline = (
+            request.deadline_seconds
+            if deadline is None
+            else min(deadline, request.deadline_seconds)
+        )
+    outbound = ProviderRequest(
+        url=request.url,
+        headers=request.headers,
+        form=request.params if request.body_format not in ("json", "query") else None,
+        json=request.params if request.body_format == "json" else None,
+        params=request.params if request.body_format == "query" else None,
+        method=request.method,
+    )
+    try:
+        response = await http.send(outbound, deadline=deadline)
+    except ProviderCallError as exc:
+        kind = PERMANENT if exc.code in _PERMANENT_CALL_ERRORS else TRANSIENT
+        raise GrantError(kind, exc.code) from None
+    return _parse(
+        spec, response.status_code, response.headers, response.content, _request_secrets(request)
+    )
+
+
+def send(
+    http: ProviderHttp | httpx.Client, spec: ProviderSpec, request: TokenRequest
+) -> dict[str, Any]:
+    """:func:`asend` for sync grants (the auth modes, run in a worker thread by the core).
+
+    Given the core's :class:`ProviderHttp`, the call goes through the same choke point on a
+    short-lived loop of this thread; a plain ``httpx.Client`` (tools, tests) gets the same policy:
+    outbound check, no redirects, capped body within the deadline, sanitised errors.
+    """
+    if isinstance(http, ProviderHttp):
+
+        async def once() -> dict[str, Any]:
+            try:
+                return await asend(http, spec, request)
+            finally:
+                await http.aclose()  # this loop's client dies with the loop
+
+        return asyncio.run(once())
+    _check_outbound(request)
     kwargs: dict[str, Any] = {"headers": request.headers}
     if request.body_format == "json":
         kwargs["json"] = request.params
@@ -250,17 +333,7 @@ def send(http: httpx.Client, spec: ProviderSpec, request: TokenRequest) -> dict[
         raise GrantError(TRANSIENT, "connection_error") from None
     except httpx.InvalidURL:
         raise GrantError(PERMANENT, "invalid_token_url") from None
-    try:
-        body: Any = orjson.loads(content) if content else None
-    except orjson.JSONDecodeError:
-        body = None
-    if not response.is_success:
-        raise classify(spec, response.status_code, body, response.headers, secrets)
-    if not isinstance(body, dict):
-        raise GrantError(TRANSIENT, "invalid_response", http_status=response.status_code)
-    if spec.error_in_ok_false and body.get("ok") is False:
-        raise classify(spec, 400, body, response.headers, secrets)
-    return body
+    return _parse(spec, response.status_code, response.headers, content, _request_secrets(request))
 
 
 _SECRET_PARAMS = ("refresh_token", "client_secret", "password", "client_assertion", "assertion")
@@ -275,10 +348,7 @@ def _request_secrets(request: TokenRequest) -> tuple[str | None, ...]:
     return tuple(v for v in values if isinstance(v, str) and v)
 
 
-def _post(
-    http: httpx.Client, req: GrantRequest, url: str, params: dict[str, str]
-) -> dict[str, Any]:
-    return _expect_token(req, send(http, req.spec, prepare(req, url, params)))
+HttpClient = ProviderHttp | httpx.Client
 
 
 def _expect_token(req: GrantRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -345,20 +415,50 @@ def build_refresh_request(req: GrantRequest, credentials: Mapping[str, Any]) -> 
     return prepare(req, _url(req, prefer_refresh_url=True), params)
 
 
+async def arefresh_oauth2(
+    http: ProviderHttp,
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    *,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+    deadline: float | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Run the refresh-token grant; returns the new OAUTH2 credentials and whether the RT rotated.
+
+    The refresh core's path: the call is cut at ``deadline`` (inside the lock's TTL).
+    """
+    request = build_refresh_request(req, credentials)
+    body = await asend(http, req.spec, request, deadline=deadline)
+    return _refreshed(req, credentials, body, sent_at, default_lifetime)
+
+
 def refresh_oauth2(
-    http: httpx.Client,
+    http: HttpClient,
     req: GrantRequest,
     credentials: Mapping[str, Any],
     *,
     sent_at: dt.datetime,
     default_lifetime: float,
 ) -> tuple[dict[str, Any], bool]:
-    """Run the refresh-token grant; returns the new OAUTH2 credentials and whether the RT rotated.
+    """:func:`arefresh_oauth2` for sync grants (auth modes, in a worker thread) and tools."""
+    body = send(http, req.spec, build_refresh_request(req, credentials))
+    return _refreshed(req, credentials, body, sent_at, default_lifetime)
+
+
+def _refreshed(
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    answer: dict[str, Any],
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> tuple[dict[str, Any], bool]:
+    """The new OAUTH2 credentials from a refresh answer.
 
     A response without a refresh token keeps the old one (Dropbox, Google); a new one replaces it.
     """
     old_rt = str(credentials.get("refresh_token") or "")
-    body = _expect_token(req, send(http, req.spec, build_refresh_request(req, credentials)))
+    body = _expect_token(req, answer)
     new_rt = body.get("refresh_token")
     rotated = isinstance(new_rt, str) and bool(new_rt) and new_rt != old_rt
     new_creds: dict[str, Any] = {
@@ -391,15 +491,10 @@ def _cc_params(req: GrantRequest) -> dict[str, str]:
     return params
 
 
-def client_credentials(
-    http: httpx.Client,
-    req: GrantRequest,
-    credentials: Mapping[str, Any],
-    *,
-    sent_at: dt.datetime,
-    default_lifetime: float,
-) -> dict[str, Any]:
-    """Re-run the client-credentials grant with the connection's own client id and secret.
+def build_client_credentials_request(
+    req: GrantRequest, credentials: Mapping[str, Any], sent_at: dt.datetime
+) -> TokenRequest:
+    """The client-credentials request, with the connection's own client id and secret.
 
     As Nango: ``token_params`` filled from connection_config (a parameter whose placeholder has
     no value is left out rather than sent as ``${...}``), ``scope`` from ``oauth_scopes`` joined
@@ -419,7 +514,45 @@ def client_credentials(
                 sent_at,
             )
         )
-    body = _post(http, req, url, params)
+    return prepare(req, url, params)
+
+
+async def aclient_credentials(
+    http: ProviderHttp,
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    *,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Re-run the client-credentials grant (the refresh core's path, cut at ``deadline``)."""
+    request = build_client_credentials_request(req, credentials, sent_at)
+    body = await asend(http, req.spec, request, deadline=deadline)
+    return _cc_issued(req, credentials, body, sent_at, default_lifetime)
+
+
+def client_credentials(
+    http: HttpClient,
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    *,
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> dict[str, Any]:
+    """:func:`aclient_credentials` for sync callers (tools, tests)."""
+    body = send(http, req.spec, build_client_credentials_request(req, credentials, sent_at))
+    return _cc_issued(req, credentials, body, sent_at, default_lifetime)
+
+
+def _cc_issued(
+    req: GrantRequest,
+    credentials: Mapping[str, Any],
+    answer: dict[str, Any],
+    sent_at: dt.datetime,
+    default_lifetime: float,
+) -> dict[str, Any]:
+    body = _expect_token(req, answer)
     out = {
         "type": "OAUTH2_CC",
         "token": str(body.get("access_token") or body.get("token")),

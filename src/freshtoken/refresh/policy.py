@@ -135,6 +135,23 @@ def in_cooldown(conn: Connection, now: dt.datetime, settings: Settings) -> bool:
     return 0 <= elapsed < settings.refresh_failure_cooldown_seconds
 
 
+def retry_after_failure(
+    conn: Connection, now: dt.datetime, settings: Settings, attempt: int
+) -> dt.datetime:
+    """When the scan takes a row back after a transient failure: a backoff of seconds.
+
+    2, 4, 8, ... seconds by attempt, capped at ``scan_retry_after_failure_seconds``, and never
+    later than shortly before the token expires (a token that is still valid gets its retry in
+    time; one that has expired is retried after the backoff).
+    """
+    backoff = min(float(settings.scan_retry_after_failure_seconds), 2.0 * 2 ** max(0, attempt - 1))
+    at = now + dt.timedelta(seconds=backoff)
+    if conn.expires_at is not None and conn.expires_at > now:
+        before_expiry = conn.expires_at - dt.timedelta(seconds=2)
+        at = min(at, max(now + dt.timedelta(seconds=1), before_expiry))
+    return at
+
+
 def failure_attempts(conn: Connection, now: dt.datetime) -> int:
     """The failure counter after one more failure, counting at most one per UTC day.
 

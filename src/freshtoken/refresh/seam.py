@@ -48,11 +48,23 @@ class ReadRefresher(Protocol):
         """Return the row and credentials to serve; raise RefreshDenied when none can be."""
         ...
 
+    async def arefresh_for_read(
+        self, conn: Connection, credentials: dict[str, Any], *, force: bool
+    ) -> tuple[Connection, dict[str, Any]]:
+        """The same, awaited on the API's event loop (waiting holds no thread)."""
+        ...
+
 
 class NoRefresh:
     """A ReadRefresher that never refreshes (serves what is stored)."""
 
     def refresh_for_read(
+        self, conn: Connection, credentials: dict[str, Any], *, force: bool
+    ) -> tuple[Connection, dict[str, Any]]:
+        """Return the input unchanged."""
+        return conn, credentials
+
+    async def arefresh_for_read(
         self, conn: Connection, credentials: dict[str, Any], *, force: bool
     ) -> tuple[Connection, dict[str, Any]]:
         """Return the input unchanged."""

@@ -260,18 +260,7 @@ class ConnectionStore:
 
     def credentials(self, conn: Connection) -> dict[str, Any]:
         """Decrypt a connection's credentials ({} for a deleted or empty row)."""
-        token = conn.credentials_enc
-        if token is None:
-            return {}
-        if version_of(token) == BOUND_VERSION:
-            aad = bound_aad("connections", conn.id, "credentials", _conn_binding(conn))
-        else:
-            aad = aad_for("connections", conn.id, "credentials")
-        try:
-            value = self.cipher.decrypt_json(token, aad)
-        except DecryptionError as exc:
-            raise _integrity_failure("connections", conn.id, exc) from None
-        return value if isinstance(value, dict) else {}
+        return decrypt_connection_credentials(self.cipher, conn)
 
     def encrypt_credentials(
         self, conn_pk: int, credentials: dict[str, Any], conn: Connection | None = None
@@ -540,3 +529,24 @@ def _integrity_failure(table: str, pk: int, exc: DecryptionError) -> IntegrityCh
         f"stored secret of {table} row {pk} failed its integrity check ({exc}); it was changed "
         "outside freshtoken or is under a key that is not configured"
     )
+
+
+def decrypt_connection_credentials(cipher: Cipher, conn: Connection) -> dict[str, Any]:
+    """Decrypt a connection's credentials ({} for a deleted or empty row); no database access.
+
+    The associated data binds the row's identity and where its secrets go, so a row whose
+    ``connection_id``, provider or token-URL inputs were changed behind the store's back fails
+    closed (``integrity_check_failed``) instead of being served or refreshed.
+    """
+    token = conn.credentials_enc
+    if token is None:
+        return {}
+    if version_of(token) == BOUND_VERSION:
+        aad = bound_aad("connections", conn.id, "credentials", _conn_binding(conn))
+    else:
+        aad = aad_for("connections", conn.id, "credentials")
+    try:
+        value = cipher.decrypt_json(token, aad)
+    except DecryptionError as exc:
+        raise _integrity_failure("connections", conn.id, exc) from None
+    return value if isinstance(value, dict) else {}

@@ -30,7 +30,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.redis_url or "memory://localhost/",
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        # A broker outage is waited out, reconnecting with backoff, however long it lasts (the
+        # default gives up after 100 tries and the worker exits); sockets time out instead of
+        # hanging on a frozen Redis.
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
+        # A refresh running when the broker goes away finishes and stores its tokens (its
+        # database write does not need the broker); the unacked message is redelivered later and
+        # finds the row fresh (lock + re-read), so nothing is spent twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Result-less: nothing reads task results, and a result backend is one more thing to fail.
         "result_backend": None,
         "task_ignore_result": True,

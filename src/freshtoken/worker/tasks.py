@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 from celery import Celery, Task
+from sqlalchemy.exc import DBAPIError
 
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
@@ -71,15 +72,31 @@ def register(app: Celery) -> None:
         service = runtime.extras["refresh_service"]
         assert isinstance(service, RefreshService)
         retries = int(self.request.retries or 0)
-        result = service.refresh(
-            connection_pk,
-            trigger=trigger,
-            # Keep-alive refreshes a token that is not due yet; seen_version still lets a refresh
-            # by someone else since the claim satisfy it.
-            force=trigger == "keepalive",
-            seen_version=seen_version if trigger == "keepalive" else None,
-            attempt=retries + 1,
-        )
+        try:
+            result = service.refresh(
+                connection_pk,
+                trigger=trigger,
+                # Keep-alive refreshes a token that is not due yet; seen_version still lets a
+                # refresh by someone else since the claim satisfy it.
+                force=trigger == "keepalive",
+                seen_version=seen_version if trigger == "keepalive" else None,
+                attempt=retries + 1,
+            )
+        except DBAPIError:
+            # The database is down (or restarting): retry with backoff instead of dropping the
+            # task; the claim expires on its own if the retries run out first.
+            if retries >= runtime.settings.task_max_retries:
+                log.warning("refresh.task.store_unavailable", connection_pk=connection_pk)
+                return "store_unavailable"
+            wait = retry_countdown(retries, None, runtime.clock.now(), None) or 1.0
+            log.warning(
+                "refresh.task.retry",
+                connection_pk=connection_pk,
+                reason="store_unavailable",
+                countdown=round(wait, 2),
+            )
+            limit = runtime.settings.task_max_retries
+            raise self.retry(countdown=wait, max_retries=limit) from None
         error = result.error
         if error is not None and error.error_code == "throttled":
             # No rate-limit slot in time: come back when one is free (not a failure, no retry

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
@@ -22,11 +24,13 @@ from freshtoken.refresh.grants import (
     TRANSIENT,
     GrantError,
     GrantRequest,
+    aclient_credentials,
+    arefresh_oauth2,
     classify,
-    client_credentials,
     expiry_from,
-    refresh_oauth2,
 )
+from freshtoken.refresh.http import ProviderHttp
+from freshtoken.settings import Settings
 from freshtoken.store.credentials import parse_datetime
 
 CLIENT_ID = "grant-client"
@@ -47,10 +51,9 @@ def mock() -> Iterator[MockProvider]:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """A real HTTP client with short timeouts (an injected hang fails fast)."""
-    with httpx.Client(timeout=httpx.Timeout(2.0, read=0.5)) as client:
-        yield client
+def http() -> Iterator[ProviderHttp]:
+    """The real provider HTTP client with short timeouts (an injected hang fails fast)."""
+    yield ProviderHttp(Settings(http_connect_timeout=2.0, http_read_timeout=0.5))
 
 
 def _spec(name: str, token_url: str, **changes: Any) -> ProviderSpec:
@@ -77,18 +80,20 @@ def _request(
 
 
 def _refresh(
-    http: httpx.Client, req: GrantRequest, refresh_token: str
+    http: ProviderHttp, req: GrantRequest, refresh_token: str
 ) -> tuple[dict[str, Any], bool]:
-    return refresh_oauth2(
-        http,
-        req,
-        {"type": "OAUTH2", "refresh_token": refresh_token},
-        sent_at=SENT_AT,
-        default_lifetime=LIFETIME,
+    return asyncio.run(
+        arefresh_oauth2(
+            http,
+            req,
+            {"type": "OAUTH2", "refresh_token": refresh_token},
+            sent_at=SENT_AT,
+            default_lifetime=LIFETIME,
+        )
     )
 
 
-def _fail(http: httpx.Client, req: GrantRequest, refresh_token: str = ANY_RT) -> GrantError:
+def _fail(http: ProviderHttp, req: GrantRequest, refresh_token: str = ANY_RT) -> GrantError:
     with pytest.raises(GrantError) as caught:
         _refresh(http, req, refresh_token)
     return caught.value
@@ -109,8 +114,10 @@ class _Spy:
         self.requests.append(request)
         return self._respond(request)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(self.handler))
+    def client(self) -> contextlib.nullcontext[ProviderHttp]:
+        return contextlib.nullcontext(
+            ProviderHttp(Settings(), transport=httpx.MockTransport(self.handler))
+        )
 
     @property
     def form(self) -> dict[str, str]:
@@ -126,7 +133,7 @@ SPY_URL = "https://provider.test/oauth/token"
 # -- client authentication ------------------------------------------------------------------
 
 
-def test_body_client_auth_succeeds_and_rotates(mock: MockProvider, http: httpx.Client) -> None:
+def test_body_client_auth_succeeds_and_rotates(mock: MockProvider, http: ProviderHttp) -> None:
     """A spec without token_request_auth_method sends id and secret in the body and refreshes."""
     family = mock.seed()
     creds, rotated = _refresh(http, _request("asana", mock.token_url), family["refresh_token"])
@@ -139,7 +146,7 @@ def test_body_client_auth_succeeds_and_rotates(mock: MockProvider, http: httpx.C
 
 
 def test_body_auth_against_basic_only_provider_is_permanent_invalid_client(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """A provider that only accepts HTTP Basic rejects body auth: permanent invalid_client."""
     mock.configure(client_auth="basic")
@@ -153,7 +160,7 @@ def test_body_auth_against_basic_only_provider_is_permanent_invalid_client(
     assert error.permanent
 
 
-def test_basic_spec_authenticates_with_http_basic(mock: MockProvider, http: httpx.Client) -> None:
+def test_basic_spec_authenticates_with_http_basic(mock: MockProvider, http: ProviderHttp) -> None:
     """token_request_auth_method: basic succeeds against a Basic-only provider."""
     mock.configure(client_auth="basic")
     family = mock.seed()
@@ -162,7 +169,7 @@ def test_basic_spec_authenticates_with_http_basic(mock: MockProvider, http: http
     assert mock.stats()["client_auth_used"] == {"basic": 1, "body": 0}
 
 
-def test_basic_auth_encodes_special_characters(mock: MockProvider, http: httpx.Client) -> None:
+def test_basic_auth_encodes_special_characters(mock: MockProvider, http: ProviderHttp) -> None:
     """A secret containing ':', '/', '+' and '=' survives HTTP Basic (form-encoded first)."""
     secret = "s3cr:t/+="
     mock.configure(client_auth="basic", client_secret=secret)
@@ -270,7 +277,7 @@ def test_missing_refresh_token_in_response_keeps_the_old_one() -> None:
     ],
 )
 def test_rfc6749_dead_grant_codes_are_permanent(
-    mock: MockProvider, http: httpx.Client, code: str
+    mock: MockProvider, http: ProviderHttp, code: str
 ) -> None:
     """The RFC 6749 errors no retry can fix are classified permanent."""
     mock.inject("custom", body={"error": code, "error_description": "nope"})
@@ -280,7 +287,7 @@ def test_rfc6749_dead_grant_codes_are_permanent(
 
 @pytest.mark.parametrize("kind", ["invalid_grant", "invalid_client"])
 def test_injected_dead_grants_are_permanent(
-    mock: MockProvider, http: httpx.Client, kind: str
+    mock: MockProvider, http: ProviderHttp, kind: str
 ) -> None:
     """The mock's invalid_grant (400) and invalid_client (401) answers are permanent."""
     mock.inject(kind)
@@ -290,7 +297,7 @@ def test_injected_dead_grants_are_permanent(
 
 @pytest.mark.parametrize(("kind", "status"), [("500", 500), ("503", 503)])
 def test_server_errors_are_transient(
-    mock: MockProvider, http: httpx.Client, kind: str, status: int
+    mock: MockProvider, http: ProviderHttp, kind: str, status: int
 ) -> None:
     """5xx answers are transient and keep their HTTP status."""
     mock.inject(kind)
@@ -298,14 +305,14 @@ def test_server_errors_are_transient(
     assert (error.error_class, error.http_status) == (TRANSIENT, status)
 
 
-def test_timeout_is_transient(mock: MockProvider, http: httpx.Client) -> None:
+def test_timeout_is_transient(mock: MockProvider, http: ProviderHttp) -> None:
     """A provider that never answers within the read timeout is a transient 'timeout'."""
     mock.inject("timeout")
     error = _fail(http, _request("asana", mock.token_url))
     assert (error.error_class, error.error_code, error.http_status) == (TRANSIENT, "timeout", None)
 
 
-def test_connection_refused_is_transient(http: httpx.Client) -> None:
+def test_connection_refused_is_transient(http: ProviderHttp) -> None:
     """A closed port (connection refused) is a transient connection_error."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -314,7 +321,7 @@ def test_connection_refused_is_transient(http: httpx.Client) -> None:
     assert (error.error_class, error.error_code) == (TRANSIENT, "connection_error")
 
 
-def test_non_json_200_is_transient(mock: MockProvider, http: httpx.Client) -> None:
+def test_non_json_200_is_transient(mock: MockProvider, http: ProviderHttp) -> None:
     """An HTML page with status 200 is a transient invalid_response, not a token."""
     mock.inject("non_json")
     error = _fail(http, _request("asana", mock.token_url))
@@ -334,7 +341,7 @@ def test_200_without_a_token_is_transient() -> None:
 
 
 def test_rate_limit_is_transient_with_retry_after_seconds(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """A 429 is transient rate_limited and carries the Retry-After seconds."""
     mock.inject("429", retry_after=7)
@@ -378,7 +385,7 @@ def test_retry_after_date_without_zone_is_handled() -> None:
 
 
 def test_slack_ok_false_is_permanent_with_the_slack_spec(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """Slack's HTTP 200 {"ok": false, "error": "invalid_refresh_token"} is permanent."""
     mock.inject("slack_ok_false")
@@ -387,7 +394,7 @@ def test_slack_ok_false_is_permanent_with_the_slack_spec(
 
 
 def test_slack_ok_false_with_a_transient_code_is_transient(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """Slack's ok:false 'ratelimited' is in the entry's transient list."""
     mock.inject("slack_ok_false", body={"ok": False, "error": "ratelimited"})
@@ -396,7 +403,7 @@ def test_slack_ok_false_with_a_transient_code_is_transient(
 
 
 def test_ok_false_body_without_slack_spec_is_not_permanent(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """The same ok:false body from a provider without the Slack rules counts toward exhaustion."""
     mock.inject("slack_ok_false")
@@ -404,7 +411,7 @@ def test_ok_false_body_without_slack_spec_is_not_permanent(
     assert (error.error_class, error.error_code) == (TRANSIENT, "invalid_refresh_token")
 
 
-def test_hubspot_bad_refresh_token_is_permanent(mock: MockProvider, http: httpx.Client) -> None:
+def test_hubspot_bad_refresh_token_is_permanent(mock: MockProvider, http: ProviderHttp) -> None:
     """HubSpot's 400 {"status": "BAD_REFRESH_TOKEN"} is permanent with the hubspot spec."""
     mock.inject("hubspot_bad_refresh")
     error = _fail(http, _request("hubspot", mock.token_url))
@@ -415,7 +422,7 @@ def test_hubspot_bad_refresh_token_is_permanent(mock: MockProvider, http: httpx.
     )
 
 
-def test_provider_transient_override_wins(mock: MockProvider, http: httpx.Client) -> None:
+def test_provider_transient_override_wins(mock: MockProvider, http: ProviderHttp) -> None:
     """A code the provider lists as transient stays transient even if RFC 6749 calls it dead."""
     mock.inject("invalid_grant")
     req = _request("asana", mock.token_url, transient_error_codes=frozenset({"invalid_grant"}))
@@ -423,7 +430,7 @@ def test_provider_transient_override_wins(mock: MockProvider, http: httpx.Client
     assert (error.error_class, error.error_code) == (TRANSIENT, "invalid_grant")
 
 
-def test_provider_permanent_code_extends_the_table(mock: MockProvider, http: httpx.Client) -> None:
+def test_provider_permanent_code_extends_the_table(mock: MockProvider, http: ProviderHttp) -> None:
     """Exact Online's 'invalid_request' is permanent for that provider only."""
     mock.inject("custom", body={"error": "invalid_request"})
     error = _fail(http, _request("exact-online", mock.token_url))
@@ -443,7 +450,7 @@ def test_unexplained_401_is_permanent_invalid_client(status: int) -> None:
     )
 
 
-def test_unlisted_400_code_is_transient(mock: MockProvider, http: httpx.Client) -> None:
+def test_unlisted_400_code_is_transient(mock: MockProvider, http: ProviderHttp) -> None:
     """An unlisted 400 code (invalid_request) is transient so it counts toward exhaustion."""
     mock.inject("custom", body={"error": "invalid_request"})
     error = _fail(http, _request("asana", mock.token_url))
@@ -510,7 +517,7 @@ def test_absolute_expiry_wins(expires_at: Any) -> None:
 
 
 def test_refreshed_credentials_expire_from_the_send_time(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """The stored expires_at is sent_at + expires_in, not the time the answer arrived."""
     family = mock.seed()
@@ -520,7 +527,7 @@ def test_refreshed_credentials_expire_from_the_send_time(
 
 
 def test_missing_expires_in_gets_the_default_lifetime(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """A real response without expires_in gets the default lifetime, never 'no expiry'."""
     mock.configure(omit_expires_in=True)
@@ -529,7 +536,7 @@ def test_missing_expires_in_gets_the_default_lifetime(
     assert parse_datetime(creds["expires_at"]) == SENT_AT + dt.timedelta(seconds=LIFETIME)
 
 
-def test_string_expires_in_from_the_provider(mock: MockProvider, http: httpx.Client) -> None:
+def test_string_expires_in_from_the_provider(mock: MockProvider, http: ProviderHttp) -> None:
     """A real response with expires_in as a string is parsed."""
     mock.configure(expires_in_as_string=True, token_lifetime_seconds=900)
     family = mock.seed()
@@ -540,7 +547,7 @@ def test_string_expires_in_from_the_provider(mock: MockProvider, http: httpx.Cli
 # -- templated URLs -------------------------------------------------------------------------
 
 
-def test_templated_token_url_with_missing_key_is_permanent(http: httpx.Client) -> None:
+def test_templated_token_url_with_missing_key_is_permanent(http: ProviderHttp) -> None:
     """okta's ${connectionConfig.subdomain} without a subdomain is missing_connection_config."""
     spec = catalog.get("okta")
     assert spec is not None and "${connectionConfig.subdomain}" in (spec.token_url or "")
@@ -555,7 +562,7 @@ def test_templated_token_url_with_missing_key_is_permanent(http: httpx.Client) -
 
 
 def test_templated_token_url_is_filled_from_connection_config(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """The generic oauth2 entry takes its whole token URL from connection_config."""
     family = mock.seed()
@@ -579,12 +586,14 @@ def test_client_credentials_sends_grant_and_scopes() -> None:
     spy = _Spy(lambda _r: httpx.Response(200, json={"access_token": "cc-at", "expires_in": 60}))
     req = _request("oauth2-cc", SPY_URL, connection_config={"oauth_scopes": "read, write,admin"})
     with spy.client() as client:
-        creds = client_credentials(
-            client,
-            req,
-            {"type": "OAUTH2_CC", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-            sent_at=SENT_AT,
-            default_lifetime=LIFETIME,
+        creds = asyncio.run(
+            aclient_credentials(
+                client,
+                req,
+                {"type": "OAUTH2_CC", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+                sent_at=SENT_AT,
+                default_lifetime=LIFETIME,
+            )
         )
     assert spy.form == {
         "grant_type": "client_credentials",
@@ -596,11 +605,13 @@ def test_client_credentials_sends_grant_and_scopes() -> None:
     assert parse_datetime(creds["expires_at"]) == SENT_AT + dt.timedelta(seconds=60)
 
 
-def test_client_credentials_against_the_mock(mock: MockProvider, http: httpx.Client) -> None:
+def test_client_credentials_against_the_mock(mock: MockProvider, http: ProviderHttp) -> None:
     """A real client-credentials grant returns a valid token and keeps the client credentials."""
     req = _request("oauth2-cc", mock.token_url, connection_config={"oauth_scopes": "a,b"})
     stored = {"type": "OAUTH2_CC", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
-    creds = client_credentials(http, req, stored, sent_at=SENT_AT, default_lifetime=LIFETIME)
+    creds = asyncio.run(
+        aclient_credentials(http, req, stored, sent_at=SENT_AT, default_lifetime=LIFETIME)
+    )
     assert mock.is_access_token_valid(creds["token"])
     assert creds["raw"]["scope"] == "a b"
     assert (creds["client_id"], creds["client_secret"]) == (CLIENT_ID, CLIENT_SECRET)
@@ -611,7 +622,7 @@ def test_client_credentials_against_the_mock(mock: MockProvider, http: httpx.Cli
 
 
 def test_grant_errors_never_contain_tokens_or_secrets(
-    mock: MockProvider, http: httpx.Client
+    mock: MockProvider, http: ProviderHttp
 ) -> None:
     """Every failure's message, repr and traceback is free of the RT, AT and client secret."""
     family = mock.seed()

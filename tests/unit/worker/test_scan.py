@@ -24,7 +24,7 @@ from freshtoken.store.credentials import iso
 from freshtoken.store.models import Connection
 from freshtoken.worker.scan import Job, RefreshScanner, ScanReport
 
-CLAIM_TTL = 300  # the default lease
+CLAIM_TTL = 60  # the default lease: about one task's worst case (lock wait + lock TTL)
 
 
 @pytest.fixture

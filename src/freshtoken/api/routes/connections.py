@@ -12,6 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from freshtoken.api.authmode_import import (
@@ -22,6 +23,7 @@ from freshtoken.api.authmode_import import (
 )
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
+from freshtoken.api.fastread import fast_read_route
 from freshtoken.api.schemas import (
     CONNECTION_ID_PATTERN,
     ApiKeyCredentialsIn,
@@ -45,9 +47,11 @@ from freshtoken.api.serialize import (
     connection_list_item,
 )
 from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import ReadRefresher, RefreshDenied
+from freshtoken.runtime import Runtime
+from freshtoken.store.asyncread import decrypt_credentials
 from freshtoken.store.connection_list import ListQuery, list_connection_rows
-from freshtoken.store.repository import fetch_for_read
+from freshtoken.store.models import Connection
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
 
@@ -83,39 +87,30 @@ _TAGS_PARAMETER = {
 # -- GET one ------------------------------------------------------------------------------------
 
 
-@router.get(
-    "/connections/{connectionId:path}",
-    response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
-)
-@router.get(
-    "/connection/{connectionId:connection_id}",
-    response_model=ConnectionFullOut,
-    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
-    deprecated=True,
-)
-def get_connection(
-    connectionId: ConnectionIdPath,
-    query: Annotated[GetConnectionQuery, Query()],
-    runtime: RuntimeDep,
+async def read_connection(
+    runtime: Runtime,
+    connection_id: str,
+    provider_config_key: str,
+    force_refresh: bool,
+    include_refresh_token: bool,
+    refresh_app_jwt: bool = False,
 ) -> Response:
-    """Return a connection and its credentials, refreshing them first when they are due."""
-    # One indexed SELECT, no write: last_fetched_at is stamped behind the read (FetchStamps).
-    # The transaction ends before the refresher runs: it opens its own sessions, and SQLite
-    # allows one writer at a time.
-    with runtime.store() as store:
-        conn = fetch_for_read(store.session, query.provider_config_key, connectionId)
-        if conn is None:
-            if store.get_integration(query.provider_config_key) is None:
-                raise ApiError(400, "unknown_provider_config", "Provider does not exist")
-            raise ApiError(404, "not_found", "Failed to find connection")
+    """The read itself, shared by FastAPI's handler and the lean one (:mod:`..fastread`)."""
+    # Async end to end: one indexed SELECT on the async path (autocommit, no ORM session),
+    # no write (last_fetched_at is stamped behind the read by FetchStamps), and a refresh, if
+    # one is needed, is awaited without holding a thread.
+    conn = await runtime.reader.fetch_for_read(provider_config_key, connection_id)
+    if conn is None:
+        if not await runtime.reader.integration_exists(provider_config_key):
+            raise ApiError(400, "unknown_provider_config", "Provider does not exist")
+        raise ApiError(404, "not_found", "Failed to find connection")
     now = runtime.clock.now()
     conn.last_fetched_at = now  # detached row: changes the response, not the database
     runtime.fetch_stamps.record(conn.id, now)
-    credentials = store.credentials(conn)  # decryption only: no database access
+    credentials = decrypt_credentials(runtime.cipher, conn)
     try:
-        conn, credentials = runtime.refresher.refresh_for_read(
-            conn, credentials, force=query.force_refresh
+        conn, credentials = await _refresh_for_read(
+            runtime.refresher, conn, credentials, force_refresh
         )
     except RefreshDenied as exc:
         shown = exc.connection if exc.connection is not None else conn
@@ -125,11 +120,61 @@ def get_connection(
             exc.message,
             payload={"connection": connection_denied(shown, exc.log_id)},
         )
-    if query.refresh_github_app_jwt_token and conn.credentials_type in APP_TYPES:
-        credentials = with_fresh_app_jwt(runtime, conn, credentials)
+    if refresh_app_jwt and conn.credentials_type in APP_TYPES:
+        # Signs locally after a database read: a worker thread, off the event loop.
+        credentials = await run_in_threadpool(with_fresh_app_jwt, runtime, conn, credentials)
     return JSONBytesResponse(
-        connection_full(conn, credentials, include_refresh_token=query.refresh_token)
+        connection_full(conn, credentials, include_refresh_token=include_refresh_token)
     )
+
+
+async def get_connection(
+    connectionId: ConnectionIdPath,
+    query: Annotated[GetConnectionQuery, Query()],
+    runtime: RuntimeDep,
+) -> Response:
+    """Return a connection and its credentials, refreshing them first when they are due."""
+    return await read_connection(
+        runtime,
+        connectionId,
+        query.provider_config_key,
+        query.force_refresh,
+        query.refresh_token,
+        query.refresh_github_app_jwt_token,
+    )
+
+
+# Registered as the decorators ``@router.get(...)`` would (same order, same OpenAPI), with a
+# route class whose plain requests take the lean handler (see freshtoken.api.fastread).
+_ReadRoute = fast_read_route(read_connection)
+router.add_api_route(
+    "/connection/{connectionId:connection_id}",
+    get_connection,
+    methods=["GET"],
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
+    deprecated=True,
+    route_class_override=_ReadRoute,
+)
+router.add_api_route(
+    "/connections/{connectionId:path}",
+    get_connection,
+    methods=["GET"],
+    response_model=ConnectionFullOut,
+    responses=error_responses(400, 401, 404, 424, 429, 500, 503),
+    route_class_override=_ReadRoute,
+)
+
+
+async def _refresh_for_read(
+    refresher: ReadRefresher, conn: Connection, credentials: dict[str, Any], force: bool
+) -> tuple[Connection, dict[str, Any]]:
+    """Await the refresher's async seam; a sync-only refresher (a plugin, a fake) gets a thread."""
+    seam = getattr(refresher, "arefresh_for_read", None)
+    if seam is not None:
+        result: tuple[Connection, dict[str, Any]] = await seam(conn, credentials, force=force)
+        return result
+    return await run_in_threadpool(refresher.refresh_for_read, conn, credentials, force=force)
 
 
 # -- list ---------------------------------------------------------------------------------------

@@ -16,18 +16,12 @@ log = get_logger("freshtoken.api")
 
 
 @router.get("/health", response_model=HealthOut, responses=error_responses(503))
-def get_health(runtime: RuntimeDep) -> Response:
+async def get_health(runtime: RuntimeDep) -> Response:
     """Report whether the API can reach its database (no authentication)."""
     try:
-        # A raw DBAPI round-trip: no SQLAlchemy BEGIN, so SQLite takes no write lock.
-        raw = runtime.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-            cursor.close()
-        finally:
-            raw.close()
+        # One autocommit round trip on the async engine: no BEGIN, so SQLite takes no write
+        # lock, and no thread is held (slow refreshes elsewhere cannot starve it).
+        await runtime.reader.ping()
     except Exception as exc:
         log.warning("api.health.database_unavailable", error=type(exc).__name__)
         return error_response(503, "database_unavailable", DATABASE_UNAVAILABLE_MESSAGE)

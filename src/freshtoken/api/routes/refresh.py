@@ -37,35 +37,35 @@ class RefreshOut(BaseModel):
     response_model=RefreshOut,
     responses=error_responses(400, 401, 404, 424, 429, 500, 503),
 )
-def refresh_connection(
+async def refresh_connection(
     connectionId: Annotated[str, Path(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)],
     query: Annotated[ProviderConfigKeyQuery, Query()],
     runtime: RuntimeDep,
 ) -> Response:
     """Refresh a connection now, whatever its expiry, and report the outcome."""
-    with runtime.store() as store:
-        conn = store.get_connection(query.provider_config_key, connectionId)
-        if conn is None:
-            if store.get_integration(query.provider_config_key) is None:
-                raise ApiError(400, "unknown_provider_config", "Provider does not exist")
-            raise ApiError(404, "not_found", "Failed to find connection")
-        # A forced refresh of credentials that cannot be refreshed (API_KEY, BASIC, OAUTH1, OAUTH2
-        # without a refresh token) would reach the grant code, fail "permanently" and record it:
-        # the connection would be marked needs_reauth and show an auth error to every reader,
-        # although nothing is wrong with it. Refuse it before anything is written.
-        if not is_refreshable(conn):
-            raise ApiError(
-                400,
-                "not_refreshable",
-                "This connection's credentials cannot be refreshed: only OAUTH2 credentials with "
-                "a refresh token, OAUTH2_CC, APP, CUSTOM, JWT, TWO_STEP, BILL and SIGNATURE "
-                "credentials can.",
-            )
-        pk = conn.id
+    # Async like the read path: the lookup is one SELECT, the refresh is awaited (no thread).
+    conn = await runtime.reader.fetch_for_read(query.provider_config_key, connectionId)
+    if conn is None:
+        if not await runtime.reader.integration_exists(query.provider_config_key):
+            raise ApiError(400, "unknown_provider_config", "Provider does not exist")
+        raise ApiError(404, "not_found", "Failed to find connection")
+    # A forced refresh of credentials that cannot be refreshed (API_KEY, BASIC, OAUTH1, OAUTH2
+    # without a refresh token) would reach the grant code, fail "permanently" and record it:
+    # the connection would be marked needs_reauth and show an auth error to every reader,
+    # although nothing is wrong with it. Refuse it before anything is written.
+    if not is_refreshable(conn):
+        raise ApiError(
+            400,
+            "not_refreshable",
+            "This connection's credentials cannot be refreshed: only OAUTH2 credentials with "
+            "a refresh token, OAUTH2_CC, APP, CUSTOM, JWT, TWO_STEP, BILL and SIGNATURE "
+            "credentials can.",
+        )
+    pk = conn.id
     service = runtime.extras.get("refresh_service")
     if not isinstance(service, RefreshService):
         raise ApiError(503, "refresh_unavailable", "The refresh engine is not running.")
-    result = service.refresh(pk, trigger="manual", force=True)
+    result = await service.arefresh(pk, trigger="manual", force=True)
     shown = result.connection or conn
     if result.ok and result.connection is not None:
         return JSONBytesResponse(

@@ -10,13 +10,15 @@ from typing import Any
 import httpx
 
 from freshtoken.providers.catalog import ProviderSpec
+from freshtoken.refresh.http import ProviderHttp
 
 
 @dataclass(frozen=True)
 class AuthModeContext:
     """One refresh of one connection: its entry, config, credentials and integration secrets."""
 
-    http: httpx.Client
+    # The core passes its ProviderHttp: grants.send then goes through the one choke point.
+    http: httpx.Client | ProviderHttp
     spec: ProviderSpec
     connection_config: Mapping[str, Any]
     credentials: Mapping[str, Any]
