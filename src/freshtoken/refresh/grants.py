@@ -568,7 +568,7 @@ def _cc_issued(
 
 
 def authorization_code(
-    http: httpx.Client,
+    http: HttpClient,
     req: GrantRequest,
     *,
     code: str,
@@ -588,7 +588,8 @@ def authorization_code(
     params["redirect_uri"] = redirect_uri
     if code_verifier is not None:
         params["code_verifier"] = code_verifier
-    body = _post(http, req, _url(req, prefer_refresh_url=False), params)
+    request = prepare(req, _url(req, prefer_refresh_url=False), params)
+    body = _expect_token(req, send(http, req.spec, request))
     credentials: dict[str, Any] = {
         "type": "OAUTH2",
         "access_token": str(body.get("access_token") or body.get("token")),

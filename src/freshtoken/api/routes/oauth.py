@@ -52,12 +52,25 @@ def hub_of(runtime: Runtime) -> WebSocketHub:
 
 
 def http_client(runtime: Runtime) -> httpx.Client:
-    """The token-endpoint client the refresh engine uses (built on first use)."""
+    """The connect flow's token-endpoint client (built on first use, closed with the runtime).
+
+    The flow runs in a worker thread, so it takes a sync client; the code exchange still goes
+    through :func:`freshtoken.refresh.grants.send`, which applies the outbound policy, refuses
+    redirects and caps the answer within the provider deadline, as for refreshes.
+    """
     client = runtime.extras.get("http_client")
     if client is None:
-        from freshtoken.refresh.service import build_http_client
-
-        client = runtime.extras["http_client"] = build_http_client(runtime.settings)
+        s = runtime.settings
+        client = runtime.extras["http_client"] = httpx.Client(
+            timeout=httpx.Timeout(
+                connect=s.http_connect_timeout,
+                read=s.http_read_timeout,
+                write=s.http_read_timeout,
+                pool=s.http_connect_timeout,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": "freshtoken"},
+        )
     assert isinstance(client, httpx.Client)
     return client
 
