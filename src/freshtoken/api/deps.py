@@ -221,14 +221,18 @@ def strict_query(*allowed: str, tags: bool = False) -> QueryCheck:
 def tag_filters(request: Request) -> dict[str, str]:
     """``tags[key]=value`` query parameters → ``{key (lower-cased): value}``.
 
-    Keys are 1 to 64 characters and values 1 to 255, as for stored tags; others are a 400.
+    Keys are 1 to 64 characters without brackets and values 1 to 255, as for stored tags;
+    others are a 400.
     """
     tags: dict[str, str] = {}
     for param, value in request.query_params.multi_items():
         if not _is_tag_param(param):
             continue
         key = param[5:-1]
-        if not 1 <= len(key) <= 64 or not 1 <= len(value) <= 255:
+        # A bracket in the key is a nested deepObject (tags[a][b]=v), not a tag: refused, or
+        # `{"a": {"b": v}}` would silently filter on a key "a][b" that no tag can have.
+        nested = "[" in key or "]" in key
+        if nested or not 1 <= len(key) <= 64 or not 1 <= len(value) <= 255:
             raise ApiError(
                 400,
                 "invalid_query_params",

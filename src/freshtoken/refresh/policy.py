@@ -135,6 +135,20 @@ def in_cooldown(conn: Connection, now: dt.datetime, settings: Settings) -> bool:
     return 0 <= elapsed < settings.refresh_failure_cooldown_seconds
 
 
+def in_read_backoff(conn: Connection, now: dt.datetime, settings: Settings) -> bool:
+    """True within the short backoff after a transient failure, when a read must not retry yet.
+
+    The backoff is the scan's first retry delay (:func:`retry_after_failure`), seconds rather
+    than the whole cooldown: a healed provider is asked again within seconds, and a failing one
+    is asked at most once per backoff however many reads arrive.
+    """
+    last = conn.last_refresh_failure
+    if last is None:
+        return False
+    backoff = min(float(settings.scan_retry_after_failure_seconds), 2.0)
+    return 0 <= (now - last).total_seconds() < backoff
+
+
 def retry_after_failure(
     conn: Connection, now: dt.datetime, settings: Settings, attempt: int
 ) -> dt.datetime:

@@ -94,6 +94,7 @@ MSG_EXTERNAL = (
     "Please try again later."
 )
 MSG_EXHAUSTED = "The refresh limit has been reached for this connection."
+MSG_BACKOFF = "A recent refresh attempt failed. Backing off before retrying."
 MSG_REAUTH = "The connection's authorization was rejected by the provider and must be renewed."
 MSG_LOCK_DOWN = (
     "The lock service is unavailable, so the token cannot be refreshed safely right now."
@@ -280,11 +281,22 @@ class RefreshService:
                     connection=conn,
                     log_id=conn.auth_error_log_id,
                 )
-            if policy.in_cooldown(conn, now, self.settings) and not policy.is_expired(conn, now):
-                return conn, credentials  # still valid: serve it, retry after the cooldown
-            # An expired token past a transient failure is refreshed once (single flight: one
-            # flight per process, the lock and the check under it across processes): a 424 for
-            # the rest of the cooldown would refuse reads while the provider is healthy again.
+            if policy.in_cooldown(conn, now, self.settings):
+                if not policy.is_expired(conn, now):
+                    return conn, credentials  # still valid: serve it, retry after the cooldown
+                # An expired token past a transient failure is refreshed once the short retry
+                # backoff (seconds, as the scan's) has passed (single flight: one flight per
+                # process, the lock and the check under it across processes). A 424 for the
+                # whole cooldown would refuse reads while the provider is healthy again; no
+                # backoff at all would send every read of a failing connection to the provider.
+                if policy.in_read_backoff(conn, now, self.settings):
+                    raise RefreshDenied(
+                        http_status=424,
+                        reason="cooldown",
+                        message=MSG_BACKOFF,
+                        connection=conn,
+                        log_id=conn.auth_error_log_id,
+                    )
         result = await self.arefresh(
             conn.id,
             trigger="forced" if force else "on_read",

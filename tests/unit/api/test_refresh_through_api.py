@@ -90,17 +90,22 @@ def test_provider_rejection_is_400_invalid_credentials(
 def test_cooldown_then_recovery(
     live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
 ) -> None:
-    """A 5xx on an expired token is 400; while the provider still fails the next read is 400
-    again; once it is healthy the next read heals at once, inside the 30 s cooldown (no 424)."""
+    """A 5xx on an expired token is 400; a read within the 2 s retry backoff is 424 without a
+    provider call; past it, a read tries once more (400 while the provider still fails); once it
+    is healthy the next read past the backoff heals, inside the 30 s cooldown."""
     rt, client = live
     add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
     provider.inject("500", count=2)
     assert _get(client, "c1").status_code == 400
-    clock.advance(1)
     calls = provider.stats()["token_calls"]
-    assert _get(client, "c1").status_code == 400
-    assert provider.stats()["token_calls"] == calls + 1  # one attempt per read, not a 424
     clock.advance(1)
+    backing_off = _get(client, "c1")
+    assert backing_off.status_code == 424, backing_off.text
+    assert provider.stats()["token_calls"] == calls  # no provider call inside the backoff
+    clock.advance(1.5)
+    assert _get(client, "c1").status_code == 400
+    assert provider.stats()["token_calls"] == calls + 1  # one attempt past the backoff
+    clock.advance(2.5)
     healed = _get(client, "c1")
     assert healed.status_code == 200
     assert provider.is_access_token_valid(healed.json()["credentials"]["access_token"])

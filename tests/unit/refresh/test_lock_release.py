@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from tests.support import add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.refresh.filelocks import FileLocks
 from freshtoken.refresh.locks import LocalLocks, RedisLocks
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
@@ -30,7 +31,7 @@ def provider() -> Iterator[MockProvider]:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """A SQLite runtime with in-process locks (their release really deletes the key).
+    """A SQLite runtime without Redis: OS file locks (a release really unlocks the file).
 
     A short lock TTL keeps the write's retries through a database outage short.
     """
@@ -59,7 +60,9 @@ def _service(rt: Runtime) -> RefreshService:
 
 def _lock_is_free(rt: Runtime, pk: int) -> bool:
     locks = _service(rt).locks
-    assert isinstance(locks, LocalLocks)
+    # Without Redis the service takes OS file locks; a second open of the lock file excludes
+    # like another process would, so a leaked lock shows as "not free" here.
+    assert isinstance(locks, FileLocks | LocalLocks)
     lease = locks.acquire(f"refresh:{pk}", 5.0, 0.0)
     if lease is None:
         return False

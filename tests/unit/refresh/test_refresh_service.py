@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,8 +288,9 @@ def test_transient_failure_serves_a_still_valid_token(
 def test_transient_failure_with_expired_token_is_400_then_next_read_retries(
     runtime: Runtime, provider: MockProvider
 ) -> None:
-    """An expired token whose refresh fails transiently is a 400; a read inside the 30 s cooldown
-    refreshes once more rather than answering 424 (the provider may be healthy again)."""
+    """An expired token whose refresh fails transiently is a 400; a read inside the 2 s retry
+    backoff is 424 with no provider call; past it, a read inside the 30 s cooldown refreshes once
+    more rather than answering 424 (the provider may be healthy again)."""
     settings = runtime.settings
     assert settings.http_read_timeout >= 1
     pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
@@ -299,6 +301,11 @@ def test_transient_failure_with_expired_token_is_400_then_next_read_retries(
     assert first.value.http_status == 400
     conn, creds = _read(runtime, pk)
     calls = provider.stats()["token_calls"]
+    with pytest.raises(RefreshDenied) as backing_off:
+        _service(runtime).refresh_for_read(conn, creds, force=False)
+    assert backing_off.value.http_status == 424
+    assert provider.stats()["token_calls"] == calls
+    time.sleep(2.1)  # past the retry backoff (real clock)
     with pytest.raises(RefreshDenied) as second:
         _service(runtime).refresh_for_read(conn, creds, force=False)
     assert second.value.http_status == 400

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,9 @@ def _read(rt: Runtime, pk: int) -> tuple[Connection, dict[str, Any]]:
 def test_read_past_a_transient_failure_refreshes_once_when_the_provider_is_back(
     runtime: Runtime, provider: MockProvider
 ) -> None:
-    """An expired token whose refresh hit a 503 is refreshed by the next read, inside the 30 s
-    cooldown, as soon as the provider answers again (it used to be 424 for the whole window)."""
+    """An expired token whose refresh hit a 503 is refreshed by the next read past the 2 s retry
+    backoff, inside the 30 s cooldown, once the provider answers again (it used to be 424 for
+    the whole window)."""
     pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
     provider.inject("503")
     conn, creds = _read(runtime, pk)
@@ -78,6 +80,7 @@ def test_read_past_a_transient_failure_refreshes_once_when_the_provider_is_back(
     assert first.value.http_status == 400
     conn, creds = _read(runtime, pk)
     assert policy.in_cooldown(conn, runtime.clock.now(), runtime.settings)
+    time.sleep(2.1)  # past the 2 s retry backoff (real clock): the next read retries
     served_conn, served = _service(runtime).refresh_for_read(conn, creds, force=False)
     assert provider.is_access_token_valid(served["access_token"])
     assert provider.stats()["token_calls"] == 2

@@ -75,10 +75,13 @@ _TAGS_PARAMETER = {
     "required": False,
     "style": "deepObject",
     "explode": True,
-    "description": "Filter on tags: tags[key]=value (keys are compared lower-cased).",
+    "description": (
+        "Filter on tags: tags[key]=value (keys are compared lower-cased; no brackets in a key)."
+    ),
     "schema": {
         "type": "object",
-        "propertyNames": {"minLength": 1, "maxLength": 64},
+        # No brackets: on the wire a key with one is a nested deepObject (tags[a][b]=v).
+        "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[^\\[\\]]*$"},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
     },
 }
