@@ -97,11 +97,8 @@ def client_credentials_builder(
     """A ``build`` for ``save`` that runs the client-credentials grant with the given client."""
 
     def build(spec: Any, connection_config: Mapping[str, Any]) -> dict[str, Any]:
-        request = grants.GrantRequest(
-            spec=spec,
-            connection_config=connection_config,
-            client_id=client_id,
-            client_secret=client_secret,
+        request = grants.GrantRequest.for_settings(
+            runtime.settings, spec, connection_config, client_id, client_secret
         )
         try:
             return grants.client_credentials(

@@ -27,6 +27,7 @@ from freshtoken.connect.sessions import (
 from freshtoken.connect.sessions import digest as sha256_hex
 from freshtoken.crypto import aad_for
 from freshtoken.logs import get_logger
+from freshtoken.outbound import OutboundPolicy
 from freshtoken.refresh import grants
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import ConnectSession, Integration, OAuthSession
@@ -181,6 +182,7 @@ def start(
                     extra,
                     http,
                     fail_ctx_conn,
+                    OutboundPolicy.from_settings(runtime.settings),
                 )
             else:
                 url = authurl.authorization_url(
@@ -239,6 +241,7 @@ def _start_oauth1(
     extra: Mapping[str, str | None],
     http: httpx.Client,
     ctx: Mapping[str, str | None],
+    outbound: OutboundPolicy,
 ) -> tuple[str, str]:
     """OAuth 1.0a legs 1 and 2: get a temporary token, build the authorization URL."""
     request_template = spec.raw.get("request_url")
@@ -246,7 +249,9 @@ def _start_oauth1(
         raise FlowError("provider_config_err", "The OAUTH1 provider has no request_url.", ctx=ctx)
     request_url = authurl.render(request_template, connection_config)
     try:
-        temporary = oauth1.request_token(http, request_url, client_id, client_secret, callback)
+        temporary = oauth1.request_token(
+            http, request_url, client_id, client_secret, callback, outbound=outbound
+        )
     except oauth1.OAuth1Error as exc:
         raise FlowError(
             "unknown_err",
@@ -420,11 +425,14 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
             exchange_spec = authurl.with_interpolated_token_params(spec, row.connection_config)
         except authurl.MissingConnectionConfig as exc:
             raise FlowError("url_param_err", str(exc), ctx=ctx) from None
-        request = grants.GrantRequest(
-            spec=exchange_spec,
-            connection_config=row.connection_config,
-            client_id=integration.client_id,
-            client_secret=client_secret,
+        # The settings' outbound policy, body cap and deadline, as for refreshes: the code
+        # and the client secret go only where production allows.
+        request = grants.GrantRequest.for_settings(
+            runtime.settings,
+            exchange_spec,
+            row.connection_config,
+            integration.client_id,
+            client_secret,
         )
         tags = connection_tags(session)
         end_user = connection_end_user(session)
@@ -470,6 +478,7 @@ def _finish_oauth1(
             query["oauth_token"],
             temporary_secret,
             query["oauth_verifier"],
+            outbound=request.outbound,
         )
     except oauth1.OAuth1Error as exc:
         raise FlowError(

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
+from freshtoken.outbound import OutboundDenied, OutboundPolicy
+
 
 class OAuth1Error(Exception):
     """A provider refused or garbled a leg; the message names no secret."""
@@ -97,10 +99,26 @@ def _form(response: httpx.Response) -> dict[str, str]:
     return values
 
 
+def _allowed(outbound: OutboundPolicy, url: str) -> None:
+    """The outbound policy, as for every request freshtoken makes: the consumer secret signs
+    these requests, so they go only where production allows."""
+    try:
+        outbound.check(url)
+    except OutboundDenied:
+        raise OAuth1Error("the provider URL is refused by the outbound policy") from None
+
+
 def request_token(
-    http: httpx.Client, url: str, consumer_key: str, consumer_secret: str, callback: str
+    http: httpx.Client,
+    url: str,
+    consumer_key: str,
+    consumer_secret: str,
+    callback: str,
+    *,
+    outbound: OutboundPolicy,
 ) -> dict[str, str]:
     """Leg 1: a temporary token (and its secret) for ``callback``."""
+    _allowed(outbound, url)
     header = authorization_header(
         "POST",
         url,
@@ -123,8 +141,11 @@ def access_token(
     token: str,
     token_secret: str,
     verifier: str,
+    *,
+    outbound: OutboundPolicy,
 ) -> dict[str, str]:
     """Leg 3: the token credentials for an authorized temporary token."""
+    _allowed(outbound, url)
     header = authorization_header(
         "POST",
         url,

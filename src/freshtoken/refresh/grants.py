@@ -17,7 +17,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -40,9 +40,17 @@ from freshtoken.providers.catalog import (
     interpolate_text,
     render_url,
 )
-from freshtoken.refresh.http import ProviderCallError, ProviderHttp, ProviderRequest
+from freshtoken.refresh.http import (
+    ProviderCallError,
+    ProviderHttp,
+    ProviderRequest,
+    check_outbound,
+)
 from freshtoken.refresh.policy import PERMANENT_ERROR_CODES
 from freshtoken.store.credentials import iso, parse_datetime, parse_expires_in
+
+if TYPE_CHECKING:
+    from freshtoken.settings import Settings
 
 PERMANENT = "permanent"
 TRANSIENT = "transient"
@@ -83,6 +91,26 @@ class GrantRequest:
     outbound: OutboundPolicy = PERMISSIVE
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     deadline_seconds: float | None = None  # overall time for reading the answer
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        spec: ProviderSpec,
+        connection_config: Mapping[str, Any],
+        client_id: str | None,
+        client_secret: str | None,
+    ) -> GrantRequest:
+        """A request carrying the settings' outbound policy, body cap and provider deadline."""
+        return cls(
+            spec=spec,
+            connection_config=connection_config,
+            client_id=client_id,
+            client_secret=client_secret,
+            outbound=OutboundPolicy.from_settings(settings),
+            max_response_bytes=settings.provider_max_response_bytes,
+            deadline_seconds=settings.provider_deadline,
+        )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -242,7 +270,7 @@ def _check_outbound(request: TokenRequest) -> None:
 
 
 # Codes of ProviderHttp failures that no retry can fix: the URL itself is unusable.
-_PERMANENT_CALL_ERRORS = frozenset({"invalid_token_url"})
+_PERMANENT_CALL_ERRORS = frozenset({"invalid_token_url", "outbound_denied"})
 
 
 async def asend(
@@ -259,7 +287,6 @@ async def asend(
     incrementally up to the cap within the deadline, and provider error text is sanitised
     (echoed secrets redacted) before it is classified.
     """
-    _check_outbound(request)
     if request.deadline_seconds is not None:
         deadline = (
             request.deadline_seconds
@@ -275,6 +302,9 @@ async def asend(
         method=request.method,
     )
     try:
+        # The request's own policy (e.g. a stricter one a caller chose); ProviderHttp then
+        # applies the settings' policy to every send as well.
+        await check_outbound(request.outbound, request.url)
         response = await http.send(outbound, deadline=deadline)
     except ProviderCallError as exc:
         kind = PERMANENT if exc.code in _PERMANENT_CALL_ERRORS else TRANSIENT

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from freshtoken.outbound import OutboundDenied, OutboundPolicy
 from freshtoken.settings import Settings
 
 
@@ -62,6 +63,21 @@ class ProviderResponse:
         return 200 <= self.status_code < 300
 
 
+async def check_outbound(policy: OutboundPolicy, url: str) -> None:
+    """Apply ``policy`` to ``url`` without blocking the loop; ProviderCallError if refused.
+
+    Only a production policy resolves the host (a blocking ``getaddrinfo``), so only that check
+    goes to a worker thread; development's is structural and runs inline.
+    """
+    try:
+        if policy.allow_private:
+            policy.check(url)
+        else:
+            await asyncio.to_thread(policy.check, url)
+    except OutboundDenied:
+        raise ProviderCallError("outbound_denied") from None
+
+
 class ProviderHttp:
     """Async HTTP to token endpoints: hard deadline, capped body, no redirects."""
 
@@ -74,6 +90,9 @@ class ProviderHttp:
         self.settings = settings
         self.deadline_seconds = settings.provider_deadline
         self.max_response_bytes = settings.provider_max_response_bytes
+        # Checked on every send, whoever built the request (defence in depth: a grant that
+        # forgot to carry the policy still cannot send a secret where production forbids).
+        self.outbound = OutboundPolicy.from_settings(settings)
         self._transport = transport
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
@@ -106,11 +125,13 @@ class ProviderHttp:
         """Send ``request`` and read the whole answer within ``deadline`` seconds (or the default).
 
         Raises :class:`ProviderCallError` with ``timeout`` (deadline or per-phase timeout),
-        ``connection_error``, ``response_too_large`` or ``invalid_token_url``.
+        ``connection_error``, ``response_too_large``, ``invalid_token_url`` or
+        ``outbound_denied`` (the outbound policy refused the URL; nothing was sent).
         """
         budget = self.deadline_seconds if deadline is None else min(deadline, self.deadline_seconds)
         if budget <= 0:
             raise ProviderCallError("timeout")
+        await check_outbound(self.outbound, request.url)
         client = self._client()
         try:
             async with asyncio.timeout(budget):
