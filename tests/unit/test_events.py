@@ -26,7 +26,7 @@ def _readme_fields(event: str) -> set[str]:
 
 
 def test_the_refresh_service_uses_the_same_triggers_outcomes_and_error_classes() -> None:
-    """service.py still spells its own literals (until the refresh core split): they must match."""
+    """The refresh service re-exports the event contract (one definition, in events.py)."""
     assert service.TRIGGERS == events.TRIGGERS
     assert service.OUTCOMES == events.OUTCOMES
     assert {grants.PERMANENT, grants.TRANSIENT} == set(events.ERROR_CLASSES)

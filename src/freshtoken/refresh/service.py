@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from freshtoken import events
 from freshtoken.clock import Clock
 from freshtoken.crypto import Cipher, aad_for
 from freshtoken.db.engine import session_scope
@@ -86,8 +87,9 @@ log = get_logger("freshtoken.refresh")
 
 R = TypeVar("R")
 
-TRIGGERS = ("scheduled", "on_read", "forced", "keepalive", "manual")
-OUTCOMES = ("success", "failed", "skipped_fresh", "lock_timeout", "fenced")
+# The log contract lives in freshtoken.events; re-exported here for the service's callers.
+TRIGGERS = events.TRIGGERS
+OUTCOMES = events.OUTCOMES
 
 MSG_EXTERNAL = (
     "The external API returned an error when trying to refresh the access token. "
