@@ -168,6 +168,15 @@ CONFIG: dict[str, Any] = {
             "include-name": "POST /connections/{connectionId}/refresh",
             "checks": {"unsupported_method": {"enabled": False}},
         },
+        {
+            # ``tags`` is a deepObject of strings: on the wire a generated ``null``, ``false`` or
+            # ``0`` value is the string "null", "false" or "0", a valid tag value, so
+            # "schema-violating" tag objects are indistinguishable from valid ones and the check
+            # flakes with the generator's seed. test_connections_list.py checks the list's
+            # refusals by hand (unknown parameters, limits, empty/long/nested tag keys).
+            "include-name": ["GET /connection", "GET /connections"],
+            "checks": {"negative_data_rejection": {"enabled": False}},
+        },
     ],
 }
 
