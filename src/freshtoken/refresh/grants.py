@@ -302,9 +302,11 @@ async def asend(
         method=request.method,
     )
     try:
-        # The request's own policy (e.g. a stricter one a caller chose); ProviderHttp then
-        # applies the settings' policy to every send as well.
-        await check_outbound(request.outbound, request.url)
+        # The request's own policy (e.g. a stricter one a caller chose); ProviderHttp applies
+        # the settings' policy to every send, so the same policy is not checked (and, in
+        # production, the host resolved) twice.
+        if request.outbound != http.outbound:
+            await check_outbound(request.outbound, request.url)
         response = await http.send(outbound, deadline=deadline)
     except ProviderCallError as exc:
         kind = PERMANENT if exc.code in _PERMANENT_CALL_ERRORS else TRANSIENT
