@@ -40,6 +40,11 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"freshtoken-key-id:" + key).hexdigest()[:12]
 
 
+def key_prefix(key_identifier: str) -> str:
+    """What a value in the bound format under this key starts with (``v2.<key id>.``)."""
+    return f"{BOUND_VERSION}.{key_identifier}."
+
+
 def aad_for(table: str, row_id: int, field: str) -> bytes:
     """The associated data binding a ciphertext to one field of one row."""
     return f"freshtoken:{table}:{row_id}:{field}".encode()
@@ -124,4 +129,4 @@ class Cipher:
     @property
     def current_prefix(self) -> str:
         """What every up-to-date stored value starts with (bound format, current key)."""
-        return f"{BOUND_VERSION}.{self._current_id}."
+        return key_prefix(self._current_id)

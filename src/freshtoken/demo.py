@@ -49,7 +49,7 @@ def import_demo_connections(
             # Stagger the expiries so the first refreshes come due within seconds.
             expires = now + dt.timedelta(seconds=70 + 10 * i)
             connection_id = f"demo-{i + 1}"
-            conn, _ = store.upsert_connection(
+            store.upsert_connection(
                 integration,
                 connection_id=connection_id,
                 credentials={
@@ -60,8 +60,8 @@ def import_demo_connections(
                     "raw": {},
                 },
                 connection_config={"token_url": token_url},
+                # Issued a lifetime before its expiry, so the scan plans from the real lifetime.
+                issued_at=expires - dt.timedelta(seconds=lifetime_seconds),
             )
-            conn.last_refresh_success = expires - dt.timedelta(seconds=lifetime_seconds)
-            conn.next_refresh_at = runtime.plan_next_refresh(conn)
             ids.append(connection_id)
     return ids

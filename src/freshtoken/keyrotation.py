@@ -16,14 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, func, select, update
 
 from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
-from freshtoken.store.models import Connection, Integration
 
 
 @dataclass
@@ -42,27 +38,8 @@ log = get_logger("freshtoken.keyrotation")
 
 def pending_count(runtime: Runtime) -> int:
     """How many stored secrets are not under the current key."""
-    prefix = f"{runtime.cipher.current_prefix}%"
     with runtime.store() as store:
-        conns = store.session.scalar(
-            select(func.count())
-            .select_from(Connection)
-            .where(Connection.credentials_enc.is_not(None))
-            .where(~Connection.credentials_enc.like(prefix))
-        )
-        integs = store.session.scalar(
-            select(func.count())
-            .select_from(Integration)
-            .where(Integration.client_secret_enc.is_not(None))
-            .where(~Integration.client_secret_enc.like(prefix))
-        )
-        customs = store.session.scalar(
-            select(func.count())
-            .select_from(Integration)
-            .where(Integration.custom_enc.is_not(None))
-            .where(~Integration.custom_enc.like(prefix))
-        )
-    return int(conns or 0) + int(integs or 0) + int(customs or 0)
+        return store.count_not_under_current_key()
 
 
 def rotate_keys(
@@ -71,7 +48,6 @@ def rotate_keys(
     """Re-encrypt all connection credentials and integration secrets under the current key."""
     report = RotationReport()
     cipher = runtime.cipher
-    prefix = f"{cipher.current_prefix}%"
     after = 0
     while True:
         with runtime.store() as store:
@@ -88,13 +64,7 @@ def rotate_keys(
                 except DecryptionError as exc:
                     _skip(report, f"connection:{row.id}", exc)
                     continue
-                result = store.session.execute(
-                    update(Connection)
-                    .where(Connection.id == row.id, Connection.version == row.version)
-                    .values(credentials_enc=fresh)
-                    .execution_options(synchronize_session=False)
-                )
-                if cast("CursorResult[Any]", result).rowcount == 1:
+                if store.rewrite_ciphertext(row, fresh):
                     report.connections += 1
                 else:
                     # A refresh wrote meanwhile, already under the current key.
@@ -103,11 +73,7 @@ def rotate_keys(
         if progress:
             progress(len(rows))
     with runtime.store() as store:
-        integrations = store.session.scalars(
-            select(Integration)
-            .where(Integration.client_secret_enc.is_not(None))
-            .where(~Integration.client_secret_enc.like(prefix))
-        ).all()
+        integrations = store.integrations_not_under_current_key("client_secret")
         for integ in integrations:
             assert integ.client_secret_enc is not None
             try:
@@ -120,11 +86,7 @@ def rotate_keys(
         if progress and integrations:
             progress(len(integrations))
         # GitHub App private keys (APP/CUSTOM integrations) live in their own column.
-        for integ in store.session.scalars(
-            select(Integration)
-            .where(Integration.custom_enc.is_not(None))
-            .where(~Integration.custom_enc.like(prefix))
-        ).all():
+        for integ in store.integrations_not_under_current_key("custom"):
             assert integ.custom_enc is not None
             try:
                 custom = store.custom(integ)

@@ -71,16 +71,16 @@ def save(
         integration = store.get_integration(provider_config_key)
         if integration is None:
             raise DirectError(404, "unknown_provider_config", "Integration does not exist")
-        conn, created = store.upsert_connection(
+        _conn, created = store.upsert_connection(
             integration,
             connection_id=connection_id,
             credentials=credentials,
             connection_config=connection_config,
             tags=tags,
             end_user=end_user,
+            # Nango writes the session's override even when empty (a reconnect clears an old one).
+            webhook_url_override=webhook_url_override,
         )
-        conn.webhook_url_override = webhook_url_override
-        store.session.flush()
     log.info(
         "oauth.connection_saved",
         provider_config_key=provider_config_key,

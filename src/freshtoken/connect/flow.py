@@ -541,17 +541,16 @@ def _save(
         integration = store.get_integration(row.provider_config_key)
         if integration is None:
             raise FlowError("provider_config_err", "The integration was deleted.", ctx=ctx)
-        conn, created = store.upsert_connection(
+        _conn, created = store.upsert_connection(
             integration,
             connection_id=row.connection_id,
             credentials=credentials,
             connection_config=connection_config,
             tags=tags,
             end_user=end_user,
+            # Nango writes the session's override even when empty (a reconnect clears an old one).
+            webhook_url_override=webhook_url_override,
         )
-        # Nango writes the session's override even when empty (a reconnect clears an old one).
-        conn.webhook_url_override = webhook_url_override
-        store.session.flush()
     log.info(
         "oauth.connection_saved",
         provider_config_key=row.provider_config_key,

@@ -74,7 +74,6 @@ from freshtoken.refresh.ratelimit import LocalRateLimiter, RateLimiter, RedisRat
 from freshtoken.refresh.runner import LoopRunner
 from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.settings import Settings
-from freshtoken.store.credentials import expires_at_of
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore, RefreshWrite
 
@@ -696,7 +695,7 @@ class RefreshService:
         # last_refresh_success records when the request was *sent* (the token's issue time, from
         # which its expiry was computed too): a forced read arriving before that instant is
         # satisfied by this token (the forced-refresh rule).
-        write = RefreshWrite(new_creds, sent_at, self._plan_after_success(conn, new_creds, sent_at))
+        write = RefreshWrite(new_creds, sent_at)
         # Stash first: if the database write fails, the rotated tokens must not be lost.
         await asyncio.to_thread(
             self.pending.put,
@@ -800,7 +799,7 @@ class RefreshService:
             return False
         creds = self.cipher.decrypt_json(ciphertext, aad_for("pending", conn.id, "credentials"))
         now = self.clock.now()
-        write = RefreshWrite(creds, now, self._plan_after_success(conn, creds, now))
+        write = RefreshWrite(creds, now)
         written = await self._write_with_retry(attempt, conn, write)
         await asyncio.to_thread(self.pending.delete, conn.id)
         if written:
@@ -849,20 +848,6 @@ class RefreshService:
             )
         latest, _ = self._read(conn.id)
         return RefreshResult("failed", latest, creds, attempt.log_id, error)
-
-    def _plan_after_success(
-        self, conn: Connection, creds: dict[str, Any], now: dt.datetime
-    ) -> dt.datetime | None:
-        planned = Connection(
-            provider=conn.provider,
-            credentials_type=conn.credentials_type,
-            has_refresh_token=bool(creds.get("refresh_token")),
-            expires_at=expires_at_of(creds),
-            last_refresh_success=now,
-            needs_reauth=False,
-            refresh_exhausted=False,
-        )
-        return self._plan(planned)
 
     def _grant_request(
         self, conn: Connection, creds: dict[str, Any], spec: ProviderSpec

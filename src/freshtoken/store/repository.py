@@ -1,51 +1,60 @@
 """The repository: every read and write of integrations and connections goes through here.
 
-It owns encryption (callers see plain dicts, the database sees only ciphertext) and the
-compare-and-set write that keeps a stale refresher from overwriting a newer token.
+It owns encryption (callers see plain dicts, the database sees only ciphertext), the
+compare-and-set write that keeps a stale refresher from overwriting a newer token, and the
+refresh schedule: every write that changes a connection's credentials or schedule sets
+``next_refresh_at`` through :func:`freshtoken.store.schedule.next_refresh_at`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, Row, func, select, update
 from sqlalchemy.orm import Session
 
 from freshtoken.clock import Clock
-from freshtoken.crypto import BOUND_VERSION, Cipher, aad_for, bound_aad, version_of
+from freshtoken.crypto import BOUND_VERSION, Cipher, aad_for, bound_aad, key_prefix, version_of
 from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 from freshtoken.store.credentials import expires_at_of, has_refresh_token
 from freshtoken.store.models import Connection, Integration
+from freshtoken.store.schedule import Planner, next_refresh_at
 from freshtoken.webhooks import outbox as webhooks
 
 
 @dataclass(frozen=True)
-class ConnectionFilters:
-    """Filters of ``GET /connections`` (Nango's names)."""
-
-    connection_id: str | None = None
-    search: str | None = None
-    integration_ids: Sequence[str] = ()
-    end_user_id: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    limit: int = 10_000
-    page: int = 0
-
-
-@dataclass(frozen=True)
 class RefreshWrite:
-    """What a successful refresh writes, all in one compare-and-set UPDATE."""
+    """What a successful refresh writes, all in one compare-and-set UPDATE.
+
+    ``next_refresh_at`` is not part of it: the store plans it from the new credentials.
+    """
 
     credentials: dict[str, Any]
     refreshed_at: dt.datetime
-    next_refresh_at: dt.datetime | None = None
 
 
-Planner = Callable[[Connection], "dt.datetime | None"]
+@dataclass(frozen=True)
+class IntegrationClient:
+    """An integration's OAuth client (and, for GitHub App modes, its app), as stored."""
+
+    client_id: str | None
+    client_secret: str | None
+    scopes: str | None
+    # APP/CUSTOM: ``app_id``, ``app_link``, ``private_key`` (stored encrypted as ``custom``).
+    app: dict[str, Any] | None = None
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""An update's "leave this field as it is" (``None`` is a value: it clears the field)."""
 
 
 log = get_logger("freshtoken.store")
@@ -99,7 +108,8 @@ class ConnectionStore:
         self.planner = planner
 
     def _plan(self, conn: Connection) -> None:
-        conn.next_refresh_at = self.planner(conn) if self.planner is not None else None
+        # The one place a loaded row's next_refresh_at is written (the rule: store.schedule).
+        conn.next_refresh_at = next_refresh_at(conn, self.planner, self.clock.now())
 
     # -- integrations -------------------------------------------------------------------------
 
@@ -172,6 +182,36 @@ class ConnectionStore:
         except DecryptionError as exc:
             raise _integrity_failure("integrations", integration.id, exc) from None
 
+    def set_integration_client(self, integration: Integration, client: IntegrationClient) -> None:
+        """Store an integration's OAuth client (secret encrypted) and, if given, its GitHub App."""
+        if client.app is not None:
+            self.set_custom(integration, client.app)
+        integration.client_id = client.client_id
+        integration.scopes = client.scopes
+        self.set_client_secret(integration, client.client_secret)
+
+    def update_integration(
+        self,
+        integration: Integration,
+        *,
+        unique_key: str | None = None,
+        display_name: str | _Keep | None = KEEP,
+        client: IntegrationClient | None = None,
+    ) -> None:
+        """Apply a PATCH: a new key (re-keying its connections), display name, client; flushed.
+
+        The flush surfaces a constraint violation inside the caller's ``with`` block.
+        """
+        if unique_key is not None and unique_key != integration.unique_key:
+            # Re-encrypts: the connections' and the client secret's ciphertexts are bound to it.
+            self.rename_integration(integration, unique_key)
+        if not isinstance(display_name, _Keep):
+            integration.display_name = display_name
+        if client is not None:
+            self.set_integration_client(integration, client)
+        integration.updated_at = self.clock.now()
+        self.session.flush()
+
     def rename_integration(self, integration: Integration, new_key: str) -> None:
         """Give an integration a new unique key, re-keying (and re-binding) its connections.
 
@@ -192,6 +232,7 @@ class ConnectionStore:
             conn.provider_config_key = new_key
             if creds is not None:
                 conn.credentials_enc = self.encrypt_credentials(conn.id, creds, conn)
+            self._plan(conn)
         integration.unique_key = new_key
         self.set_client_secret(integration, secret)
         if custom is not None:
@@ -271,20 +312,27 @@ class ConnectionStore:
         SQLite's write transaction already excludes other writers) so it cannot change between
         this read and the caller's write.
         """
-        if conn is not None:
-            binding = _conn_binding(conn)
-        else:
-            row = self.session.execute(
-                select(
-                    Connection.provider_config_key,
-                    Connection.connection_id,
-                    Connection.provider,
-                    Connection.connection_config,
-                )
-                .where(Connection.id == conn_pk)
-                .with_for_update()
-            ).one()
-            binding = connection_binding(*row)
+        binding = _conn_binding(conn) if conn is not None else self._locked_binding(conn_pk)[0]
+        return self._encrypt_bound(conn_pk, credentials, binding)
+
+    def _locked_binding(self, conn_pk: int) -> tuple[dict[str, Any], Row[Any]]:
+        """The row's binding, and the row as read, locked until the caller's transaction ends."""
+        row = self.session.execute(
+            select(
+                Connection.provider_config_key,
+                Connection.connection_id,
+                Connection.provider,
+                Connection.connection_config,
+                Connection.credentials_type,
+            )
+            .where(Connection.id == conn_pk)
+            .with_for_update()
+        ).one()
+        return connection_binding(*row[:4]), row
+
+    def _encrypt_bound(
+        self, conn_pk: int, credentials: dict[str, Any], binding: dict[str, Any]
+    ) -> str:
         return self.cipher.encrypt_json(
             credentials,
             bound_aad("connections", conn_pk, "credentials", binding),
@@ -314,11 +362,15 @@ class ConnectionStore:
         metadata: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         end_user: dict[str, Any] | None = None,
+        webhook_url_override: str | _Keep | None = KEEP,
+        issued_at: dt.datetime | None = None,
     ) -> tuple[Connection, bool]:
         """Import a connection, or override the live one with the same id.
 
         An override replaces the credentials and resets the refresh bookkeeping (as Nango does), so
-        a connection that needed re-authorisation comes back to life. Returns (row, created).
+        a connection that needed re-authorisation comes back to life. ``issued_at`` is when the
+        credentials were issued (default now: the token's lifetime is counted from it).
+        Returns (row, created).
         """
         now = self.clock.now()
         conn = self.get_connection(integration.unique_key, connection_id)
@@ -349,8 +401,11 @@ class ConnectionStore:
                 conn.tags = tags
             if end_user is not None:
                 conn.end_user = end_user
+        if not isinstance(webhook_url_override, _Keep):
+            # Before the flush: the auth webhook (written at commit) goes to the override.
+            conn.webhook_url_override = webhook_url_override
         self.set_credentials(conn, credentials)
-        conn.last_refresh_success = now
+        conn.last_refresh_success = issued_at or now
         conn.last_refresh_failure = None
         conn.refresh_attempts = None
         conn.refresh_exhausted = False
@@ -363,33 +418,22 @@ class ConnectionStore:
         webhooks.note_stored(self.session, conn, created)
         return conn, created
 
-    def list_connections(self, filters: ConnectionFilters) -> list[Connection]:
-        """Live connections matching the filters, newest first (Nango's order)."""
-        stmt = select(Connection).where(Connection.deleted_at.is_(None))
-        if filters.connection_id:
-            stmt = stmt.where(Connection.connection_id == filters.connection_id)
-        if filters.integration_ids:
-            stmt = stmt.where(Connection.provider_config_key.in_(list(filters.integration_ids)))
-        if filters.search:
-            pattern = f"%{filters.search.lower()}%"
-            stmt = stmt.where(func.lower(Connection.connection_id).like(pattern))
-        stmt = stmt.order_by(Connection.created_at.desc(), Connection.id.desc())
-        rows = list(self.session.scalars(stmt))
-        # JSON filters in Python: portable across SQLite and PostgreSQL, and lists are bounded.
-        if filters.end_user_id:
-            rows = [r for r in rows if (r.end_user or {}).get("id") == filters.end_user_id]
-        if filters.tags:
-            wanted = {k.lower(): v for k, v in filters.tags.items()}
-            rows = [
-                r
-                for r in rows
-                if all(
-                    {k.lower(): v for k, v in (r.tags or {}).items()}.get(k) == v
-                    for k, v in wanted.items()
-                )
-            ]
-        start = filters.page * filters.limit
-        return rows[start : start + filters.limit]
+    def update_connection(
+        self,
+        conn: Connection,
+        *,
+        end_user: dict[str, Any] | _Keep | None = KEEP,
+        tags: dict[str, str] | _Keep = KEEP,
+        webhook_url_override: str | _Keep | None = KEEP,
+    ) -> None:
+        """Change a connection's end user, tags or webhook URL override (not its credentials)."""
+        if not isinstance(end_user, _Keep):
+            conn.end_user = end_user
+        if not isinstance(tags, _Keep):
+            conn.tags = tags
+        if not isinstance(webhook_url_override, _Keep):
+            conn.webhook_url_override = webhook_url_override
+        conn.updated_at = self.clock.now()
 
     def soft_delete(self, conn: Connection) -> None:
         """Mark deleted and wipe the credentials (the ciphertext too, not just the link)."""
@@ -398,8 +442,8 @@ class ConnectionStore:
         conn.credentials_enc = None
         conn.has_refresh_token = False
         conn.expires_at = None
-        conn.next_refresh_at = None
         conn.refresh_claimed_until = None
+        self._plan(conn)  # deleted: never due
         conn.version = (conn.version or 0) + 1
         conn.updated_at = now
 
@@ -419,6 +463,17 @@ class ConnectionStore:
         creds = write.credentials
         # Auth webhooks only: was this a failed connection coming back? (no query when off)
         failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
+        binding, row = self._locked_binding(conn_pk)
+        # The row as this write leaves it (claim released, failures cleared), for the schedule.
+        refreshed = Connection(
+            provider=row.provider,
+            credentials_type=row.credentials_type,
+            has_refresh_token=has_refresh_token(creds),
+            expires_at=expires_at_of(creds),
+            last_refresh_success=write.refreshed_at,
+            needs_reauth=False,
+            refresh_exhausted=False,
+        )
         result = self.session.execute(
             update(Connection)
             .where(
@@ -427,7 +482,7 @@ class ConnectionStore:
                 Connection.deleted_at.is_(None),
             )
             .values(
-                credentials_enc=self.encrypt_credentials(conn_pk, creds),
+                credentials_enc=self._encrypt_bound(conn_pk, creds, binding),
                 expires_at=expires_at_of(creds),
                 has_refresh_token=has_refresh_token(creds),
                 version=Connection.version + 1,
@@ -439,7 +494,7 @@ class ConnectionStore:
                 last_refresh_error=None,
                 auth_error_log_id=None,
                 refresh_claimed_until=None,
-                next_refresh_at=write.next_refresh_at,
+                next_refresh_at=next_refresh_at(refreshed, self.planner, self.clock.now()),
                 updated_at=write.refreshed_at,
             )
             .execution_options(synchronize_session=False)
@@ -461,8 +516,19 @@ class ConnectionStore:
         log_id: str,
         next_refresh_at: dt.datetime | None = None,
     ) -> None:
-        """Record a failed refresh (does not touch credentials or ``version``)."""
+        """Record a failed refresh (does not touch credentials or ``version``).
+
+        ``next_refresh_at`` is the retry time the caller's backoff chose; a row that leaves the
+        scan by this failure (needs re-authorisation, exhausted) gets none, by the schedule rule.
+        """
         failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
+        due = self._due_after_failure(
+            conn_pk,
+            failed_at,
+            exhausted=exhausted,
+            needs_reauth=needs_reauth,
+            retry_at=next_refresh_at,
+        )
         self.session.execute(
             update(Connection)
             .where(Connection.id == conn_pk, Connection.deleted_at.is_(None))
@@ -475,7 +541,7 @@ class ConnectionStore:
                 last_refresh_error=error_code[:255],
                 auth_error_log_id=log_id,
                 refresh_claimed_until=None,
-                next_refresh_at=next_refresh_at,
+                next_refresh_at=due,
             )
             .execution_options(synchronize_session=False)
         )
@@ -488,9 +554,86 @@ class ConnectionStore:
             error_code=error_code,
         )
 
+    def _due_after_failure(
+        self,
+        conn_pk: int,
+        failed_at: dt.datetime,
+        *,
+        exhausted: bool,
+        needs_reauth: bool,
+        retry_at: dt.datetime | None,
+    ) -> dt.datetime | None:
+        # The row as the failure leaves it; the refresher read it in this session, so ``get``
+        # takes it from the identity map without a query.
+        current = self.session.get(Connection, conn_pk)
+        if current is None:
+            return None
+        failed = Connection(
+            provider=current.provider,
+            credentials_type=current.credentials_type,
+            has_refresh_token=current.has_refresh_token,
+            expires_at=current.expires_at,
+            deleted_at=current.deleted_at,
+            last_refresh_failure=failed_at,
+            needs_reauth=needs_reauth,
+            refresh_exhausted=exhausted,
+            next_refresh_at=retry_at,
+        )
+        return next_refresh_at(failed, self.planner, self.clock.now())
+
+    # -- key rotation ---------------------------------------------------------------------------
+
+    def count_not_under_current_key(self) -> int:
+        """How many stored secrets (credentials, client secrets, GitHub Apps) need re-encrypting."""
+        total = 0
+        for column in (
+            Connection.credentials_enc,
+            Integration.client_secret_enc,
+            Integration.custom_enc,
+        ):
+            count = self.session.scalar(
+                select(func.count()).where(
+                    column.is_not(None), ~column.like(f"{self.cipher.current_prefix}%")
+                )
+            )
+            total += int(count or 0)
+        return total
+
+    def integrations_not_under_current_key(
+        self, field: Literal["client_secret", "custom"]
+    ) -> list[Integration]:
+        """Integrations whose client secret (or GitHub App, ``custom``) is not under the current
+        key."""
+        column = Integration.custom_enc if field == "custom" else Integration.client_secret_enc
+        return list(
+            self.session.scalars(
+                select(Integration).where(
+                    column.is_not(None), ~column.like(f"{self.cipher.current_prefix}%")
+                )
+            ).all()
+        )
+
+    def rewrite_ciphertext(self, conn: Connection, ciphertext: str) -> bool:
+        """Store ``ciphertext`` (the same credentials re-encrypted) iff the row is still at the
+        version read; False when a refresh or an import wrote meanwhile (nothing to do then).
+
+        The credentials do not change, so neither does the schedule (rule of store.schedule): a
+        claimed row keeps its lease, a failing one its retry time.
+        """
+        result = self.session.execute(
+            update(Connection)
+            .where(Connection.id == conn.id, Connection.version == conn.version)
+            .values(
+                credentials_enc=ciphertext,
+                next_refresh_at=next_refresh_at(conn, self.planner, self.clock.now()),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return cast("CursorResult[Any]", result).rowcount == 1
+
     def live_rows_not_under_key(self, key_id: str, after_pk: int, limit: int) -> list[Connection]:
         """A batch of rows (by id) whose ciphertext is not under ``key_id`` (for key rotation)."""
-        prefix = f"{BOUND_VERSION}.{key_id}.%"
+        prefix = f"{key_prefix(key_id)}%"
         return list(
             self.session.scalars(
                 select(Connection)
@@ -503,23 +646,6 @@ class ConnectionStore:
                 .limit(limit)
             )
         )
-
-
-def fetch_for_read(
-    session: Session, provider_config_key: str, connection_id: str
-) -> Connection | None:
-    """The read path's lookup: one live row through the unique (key, id) index, no lock, no write.
-
-    ``last_fetched_at`` is stamped behind the read by :class:`~freshtoken.store.fetchstamps.
-    FetchStamps`, so concurrent readers never wait on each other or on a refresh.
-    """
-    return session.scalars(
-        select(Connection).where(
-            Connection.provider_config_key == provider_config_key,
-            Connection.connection_id == connection_id,
-            Connection.deleted_at.is_(None),
-        )
-    ).one_or_none()
 
 
 def _integrity_failure(table: str, pk: int, exc: DecryptionError) -> IntegrityCheckFailed:

@@ -1,6 +1,6 @@
 """The proactive scan: find due connections, claim them, and hand them to the workers.
 
-``next_refresh_at`` (maintained on every write, see ``refresh.policy.plan_next_refresh``) is the
+``next_refresh_at`` (maintained on every write, see :mod:`freshtoken.store.schedule`) is the
 due time; the scan reads ``next_refresh_at <= now`` through its index, so its cost follows the
 number of due rows, not the size of the table. Claiming pushes ``next_refresh_at`` past the task's
 countdown plus a lease, in the same transaction that selected the rows (``FOR UPDATE SKIP LOCKED``
@@ -14,15 +14,16 @@ import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import Select, select, update
 
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.refresh import policy
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
+from freshtoken.store.schedule import claim_due
+
+# The claim query lives in the store; re-exported under its old name for existing callers.
+from freshtoken.store.schedule import due_rows_statement as due_rows_statement
 
 log = get_logger("freshtoken.scan")
 
@@ -53,22 +54,6 @@ class ScanReport:
     duration_ms: float = 0.0
     pages: int = 0
     jobs: list[Job] = field(default_factory=list)
-
-
-def due_rows_statement(now: dt.datetime, batch: int, *, postgres: bool) -> Select[Any]:
-    """The claim query: due rows in due order, through the ``next_refresh_at`` index.
-
-    On PostgreSQL rows another scan has locked are skipped rather than waited for.
-    """
-    stmt = (
-        select(Connection)
-        .where(Connection.next_refresh_at <= now, Connection.deleted_at.is_(None))
-        .order_by(Connection.next_refresh_at)
-        .limit(batch)
-    )
-    if postgres:
-        stmt = stmt.with_for_update(skip_locked=True, of=Connection)
-    return stmt
 
 
 class RefreshScanner:
@@ -133,28 +118,19 @@ class RefreshScanner:
         runtime = self.runtime
         settings = runtime.settings
         now = runtime.clock.now()
+        jobs: list[Job] = []
+
+        def lease_of(row: Connection) -> dt.datetime:
+            job = self._plan_job(row, now)
+            jobs.append(job)
+            return now + dt.timedelta(seconds=job.countdown + settings.claim_ttl_seconds)
+
         with session_scope(runtime.session_factory) as session:
-            postgres = session.get_bind().dialect.name == "postgresql"
-            rows: list[Connection] = list(
-                session.scalars(due_rows_statement(now, batch, postgres=postgres))
-            )
-            overdue = (
-                max((now - r.next_refresh_at).total_seconds() for r in rows if r.next_refresh_at)
-                if rows
-                else None
-            )
-            jobs: list[Job] = []
-            claims: list[dict[str, object]] = []
-            for row in rows:
-                job = self._plan_job(row, now)
-                lease = now + dt.timedelta(seconds=job.countdown + settings.claim_ttl_seconds)
-                claims.append(
-                    {"id": row.id, "next_refresh_at": lease, "refresh_claimed_until": lease}
-                )
-                jobs.append(job)
-            if claims:
-                session.execute(update(Connection), claims)
-        return jobs, len(rows), overdue
+            claims = claim_due(session, now, batch, lease_of)
+        overdue = (
+            max((now - c.due_at).total_seconds() for c in claims if c.due_at) if claims else None
+        )
+        return jobs, len(claims), overdue
 
     def _plan_job(self, row: Connection, now: dt.datetime) -> Job:
         """Trigger and countdown: spread a burst over the time left before reads would refresh."""

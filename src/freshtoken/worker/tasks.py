@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.refresh.service import RefreshService
-from freshtoken.store.models import Connection
+from freshtoken.store.schedule import extend_claim
 from freshtoken.worker.scan import Job, RefreshScanner
 
 log = get_logger("freshtoken.worker")
@@ -124,12 +124,7 @@ def register(app: Celery) -> None:
 
 def _extend_claim(runtime: Any, connection_pk: int, seconds: float) -> None:
     """Keep the scan off a row whose retry is already queued."""
-    from sqlalchemy import update
-
-    until = runtime.clock.now() + dt.timedelta(seconds=seconds + runtime.settings.claim_ttl_seconds)
+    now = runtime.clock.now()
+    until = now + dt.timedelta(seconds=seconds + runtime.settings.claim_ttl_seconds)
     with session_scope(runtime.session_factory) as session:
-        session.execute(
-            update(Connection)
-            .where(Connection.id == connection_pk, Connection.next_refresh_at.is_not(None))
-            .values(next_refresh_at=until, refresh_claimed_until=until)
-        )
+        extend_claim(session, connection_pk, until, now)

@@ -52,6 +52,7 @@ from freshtoken.runtime import Runtime
 from freshtoken.store.asyncread import decrypt_credentials
 from freshtoken.store.connection_list import ListQuery, list_connection_rows
 from freshtoken.store.models import Connection
+from freshtoken.store.repository import KEEP
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
 
@@ -314,10 +315,10 @@ def post_connection(body: PostConnectionBody, runtime: RuntimeDep) -> Response:
             metadata=body.metadata,
             tags=dict(body.tags) if body.tags is not None else None,
             end_user=body.end_user.model_dump() if body.end_user is not None else None,
+            webhook_url_override=(
+                body.webhook_url_override or None if body.webhook_url_override is not None else KEEP
+            ),
         )
-        if body.webhook_url_override is not None:
-            conn.webhook_url_override = body.webhook_url_override or None
-        store.session.flush()
     if body.credentials.type in MINTED_ON_IMPORT:
         # Nango mints a GitHub App installation token on import; here through the refresh core.
         conn, credentials = mint_on_import(runtime, conn)
@@ -346,13 +347,18 @@ def patch_connection(
         conn = store.get_connection(query.provider_config_key, connectionId)
         if conn is None:
             raise ApiError(404, "unknown_connection", UNKNOWN_CONNECTION_MESSAGE)
-        if "end_user" in given:
-            conn.end_user = body.end_user.model_dump() if body.end_user is not None else None
-        if "tags" in given:
-            conn.tags = dict(body.tags) if body.tags is not None else {}
-        if "webhook_url_override" in given:
-            conn.webhook_url_override = body.webhook_url_override or None
-        conn.updated_at = runtime.clock.now()
+        store.update_connection(
+            conn,
+            end_user=(
+                (body.end_user.model_dump() if body.end_user is not None else None)
+                if "end_user" in given
+                else KEEP
+            ),
+            tags=(dict(body.tags) if body.tags is not None else {}) if "tags" in given else KEEP,
+            webhook_url_override=(
+                body.webhook_url_override or None if "webhook_url_override" in given else KEEP
+            ),
+        )
     return JSONBytesResponse({"success": True})
 
 

@@ -25,7 +25,7 @@ from freshtoken.api.schemas import (
 from freshtoken.api.serialize import JSONBytesResponse, integration
 from freshtoken.providers.catalog import ProviderSpec
 from freshtoken.store.models import Integration
-from freshtoken.store.repository import ConnectionStore
+from freshtoken.store.repository import KEEP, ConnectionStore, IntegrationClient
 
 router = APIRouter(route_class=AuthedRoute, tags=["integrations"])
 
@@ -65,24 +65,18 @@ def _credentials_out(
     return out
 
 
-def _store_credentials(
-    store: ConnectionStore, row: Integration, creds: IntegrationCredentialsIn
-) -> None:
-    """Write an integration's client (and, for APP/CUSTOM, its GitHub App) encrypted."""
+def _client(creds: IntegrationCredentialsIn) -> IntegrationClient:
+    """What the store keeps of an integration's credentials body (encrypted there)."""
+    app = None
     if isinstance(creds, AppIntegrationCredentialsIn | CustomIntegrationCredentialsIn):
-        store.set_custom(
-            row,
-            {"app_id": creds.app_id, "app_link": creds.app_link, "private_key": creds.private_key},
-        )
+        app = {"app_id": creds.app_id, "app_link": creds.app_link, "private_key": creds.private_key}
     if isinstance(creds, AppIntegrationCredentialsIn):
         # Nango keeps the app id as the integration's client id for APP.
-        row.client_id = creds.app_id
-        row.scopes = None
-        store.set_client_secret(row, None)
-        return
-    row.client_id = creds.client_id
-    row.scopes = creds.scopes if isinstance(creds, OAuthIntegrationCredentialsIn) else None
-    store.set_client_secret(row, creds.client_secret)
+        return IntegrationClient(client_id=creds.app_id, client_secret=None, scopes=None, app=app)
+    scopes = creds.scopes if isinstance(creds, OAuthIntegrationCredentialsIn) else None
+    return IntegrationClient(
+        client_id=creds.client_id, client_secret=creds.client_secret, scopes=scopes, app=app
+    )
 
 
 @router.get(
@@ -119,7 +113,7 @@ def create_integration(body: PostIntegrationBody, runtime: RuntimeDep) -> Respon
             unique_key=body.unique_key, provider=body.provider, display_name=body.display_name
         )
         if creds is not None:
-            _store_credentials(store, row, creds)
+            store.set_integration_client(row, _client(creds))
     return JSONBytesResponse({"data": integration(row, spec)})
 
 
@@ -169,17 +163,18 @@ def patch_integration(
         spec = runtime.catalog.get(row.provider)
         _check_credentials_type(body.credentials, spec)
         new_key = body.unique_key
-        if new_key is not None and new_key != row.unique_key:
-            if store.get_integration(new_key) is not None:
-                raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
-            # Re-encrypts: the connections' and the client secret's ciphertexts are bound to it.
-            store.rename_integration(row, new_key)
-        if "display_name" in given:
-            row.display_name = body.display_name
-        if body.credentials is not None:
-            _store_credentials(store, row, body.credentials)
-        row.updated_at = runtime.clock.now()
-        store.session.flush()
+        if (
+            new_key is not None
+            and new_key != row.unique_key
+            and store.get_integration(new_key) is not None
+        ):
+            raise invalid_body(DUPLICATE_MESSAGE, ["unique_key"])
+        store.update_integration(
+            row,
+            unique_key=new_key,
+            display_name=body.display_name if "display_name" in given else KEEP,
+            client=_client(body.credentials) if body.credentials is not None else None,
+        )
     return JSONBytesResponse({"data": integration(row, spec)})
 
 
