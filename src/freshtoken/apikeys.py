@@ -30,8 +30,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import select
-
+from freshtoken.store.apikeys import add_api_key, all_api_keys, live_api_keys
 from freshtoken.store.models import ApiKey
 
 if TYPE_CHECKING:
@@ -85,23 +84,18 @@ def create_key(session: Session, *, name: str, scope: str, now: dt.datetime) -> 
         created_at=now,
         revoked_at=None,
     )
-    session.add(row)
-    session.flush()
+    add_api_key(session, row)
     return row, key
 
 
 def list_keys(session: Session) -> list[ApiKey]:
     """Every key, oldest first (revoked ones included, with their revocation time)."""
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+    return all_api_keys(session)
 
 
 def revoke_key(session: Session, ident: str, now: dt.datetime) -> list[ApiKey]:
     """Revoke the live key(s) with this id or name; returns what was revoked."""
-    rows = [
-        row
-        for row in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))
-        if str(row.id) == ident or row.name == ident
-    ]
+    rows = [row for row in live_api_keys(session) if str(row.id) == ident or row.name == ident]
     for row in rows:
         row.revoked_at = now
     return rows
@@ -146,7 +140,7 @@ class KeyRing:
         table: dict[bytes, str] = {}
         if self._session_factory is not None:
             with self._session_factory() as session:
-                for row in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
+                for row in live_api_keys(session):
                     table[bytes.fromhex(row.key_hash)] = row.scope
         with self._lock:
             self._table = table

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, select
 
 from freshtoken.connect import authurl, oauth1
 from freshtoken.connect.sessions import (
@@ -30,6 +29,7 @@ from freshtoken.logs import get_logger
 from freshtoken.outbound import OutboundPolicy
 from freshtoken.refresh import grants
 from freshtoken.runtime import Runtime
+from freshtoken.store import connect as store_connect
 from freshtoken.store.models import ConnectSession, Integration, OAuthSession
 
 log = get_logger("freshtoken.connect")
@@ -212,8 +212,7 @@ def start(
             created_at=now,
             expires_at=now + dt.timedelta(seconds=runtime.settings.oauth_state_ttl_seconds),
         )
-        store.session.add(row)
-        store.session.flush()  # the row id is part of the verifier's associated data
+        store_connect.add_oauth_session(store.session, row)
         if verifier is not None:
             row.code_verifier_enc = runtime.cipher.encrypt(
                 verifier.encode(), aad_for("oauth_sessions", row.id, "code_verifier")
@@ -331,19 +330,7 @@ def _claim(runtime: Runtime, state: str) -> OAuthSession | None:
     The DELETE's row count decides who owns a state used twice at once: exactly one caller.
     """
     with runtime.store() as store:
-        row = store.session.scalars(
-            select(OAuthSession).where(OAuthSession.state_hash == sha256_hex(state))
-        ).one_or_none()
-        if row is None:
-            return None
-        result = store.session.execute(
-            delete(OAuthSession).where(OAuthSession.id == row.id),
-            execution_options={"synchronize_session": False},
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            return None
-        store.session.expunge(row)
-        return row
+        return store_connect.claim_oauth_session(store.session, sha256_hex(state))
 
 
 def abort_flows_of_cookies(runtime: Runtime, cookie_states: list[str]) -> list[OAuthSession]:
@@ -394,11 +381,7 @@ def callback(runtime: Runtime, query: Mapping[str, str], http: httpx.Client) -> 
             message += f" Provider error: {context}"
         raise FlowError("callback_err", message, ctx=ctx)
     with runtime.store() as store:
-        session = (
-            store.session.get(ConnectSession, row.connect_session_id)
-            if row.connect_session_id is not None
-            else None
-        )
+        session = store_connect.connect_session_by_id(store.session, row.connect_session_id)
         if session is None or session.expires_at <= now:
             raise FlowError(
                 "unknown_err",

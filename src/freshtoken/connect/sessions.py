@@ -13,10 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from freshtoken.store.models import ConnectSession, OAuthSession
+from freshtoken.store import connect as queries
+from freshtoken.store.models import ConnectSession
 
 TOKEN_PREFIX = "nango_connect_session_"  # noqa: S105 - a public prefix, not a secret
 
@@ -63,8 +63,7 @@ def create_session(
         created_at=now,
         expires_at=now + dt.timedelta(seconds=ttl_seconds),
     )
-    session.add(row)
-    session.flush()
+    queries.add_connect_session(session, row)
     return row, token
 
 
@@ -72,9 +71,7 @@ def find_session(session: Session, token: str, *, now: dt.datetime) -> ConnectSe
     """The live session for a token, or None (unknown, malformed or expired)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
-    row = session.scalars(
-        select(ConnectSession).where(ConnectSession.token_hash == digest(token))
-    ).one_or_none()
+    row = queries.connect_session_by_token_hash(session, digest(token))
     if row is None or row.expires_at <= now:
         return None
     return row
@@ -82,16 +79,12 @@ def find_session(session: Session, token: str, *, now: dt.datetime) -> ConnectSe
 
 def delete_session(session: Session, row: ConnectSession) -> None:
     """End a session and every flow it started (their states stop working at once)."""
-    session.execute(delete(OAuthSession).where(OAuthSession.connect_session_id == row.id))
-    session.delete(row)
+    queries.delete_connect_session(session, row)
 
 
 def purge_expired(session: Session, *, now: dt.datetime) -> None:
     """Delete expired connect sessions and authorization flows (called opportunistically)."""
-    session.execute(delete(OAuthSession).where(OAuthSession.expires_at <= now))
-    expired = select(ConnectSession.id).where(ConnectSession.expires_at <= now)
-    session.execute(delete(OAuthSession).where(OAuthSession.connect_session_id.in_(expired)))
-    session.execute(delete(ConnectSession).where(ConnectSession.expires_at <= now))
+    queries.purge_expired(session, now)
 
 
 def connection_tags(row: ConnectSession) -> dict[str, str]:

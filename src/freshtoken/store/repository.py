@@ -23,6 +23,7 @@ from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
 from freshtoken.store.credentials import expires_at_of, has_refresh_token
 from freshtoken.store.models import Connection, Integration
+from freshtoken.store.outbox import was_failed
 from freshtoken.store.schedule import Planner, next_refresh_at
 from freshtoken.webhooks import outbox as webhooks
 
@@ -462,7 +463,7 @@ class ConnectionStore:
         """
         creds = write.credentials
         # Auth webhooks only: was this a failed connection coming back? (no query when off)
-        failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
+        failed_before = webhooks.active(self.session) and was_failed(self.session, conn_pk)
         binding, row = self._locked_binding(conn_pk)
         # The row as this write leaves it (claim released, failures cleared), for the schedule.
         refreshed = Connection(
@@ -521,7 +522,7 @@ class ConnectionStore:
         ``next_refresh_at`` is the retry time the caller's backoff chose; a row that leaves the
         scan by this failure (needs re-authorisation, exhausted) gets none, by the schedule rule.
         """
-        failed_before = webhooks.active(self.session) and webhooks.was_failed(self.session, conn_pk)
+        failed_before = webhooks.active(self.session) and was_failed(self.session, conn_pk)
         due = self._due_after_failure(
             conn_pk,
             failed_at,

@@ -20,7 +20,6 @@ import urllib.parse
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from freshtoken.clock import Clock
@@ -28,8 +27,9 @@ from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.outbound import OutboundDenied, OutboundPolicy
 from freshtoken.settings import Settings
+from freshtoken.store import outbox
 from freshtoken.store.models import WebhookOutbox
-from freshtoken.webhooks.outbox import DELIVERED, FAILED, PENDING
+from freshtoken.store.outbox import DELIVERED, FAILED, PENDING
 from freshtoken.webhooks.payload import ATTEMPT_HEADER, EVENT_ID_HEADER, signature_headers
 
 log = get_logger("freshtoken.webhooks")
@@ -125,37 +125,11 @@ class WebhookSender:
     def _head_of(self, outbox_id: int) -> int | None:
         """The oldest pending row of ``outbox_id``'s (connection, target), or None if done."""
         with session_scope(self.session_factory) as session:
-            row = session.get(WebhookOutbox, outbox_id)
-            if row is None or row.status != PENDING:
-                return None
-            return session.scalar(
-                select(WebhookOutbox.id)
-                .where(
-                    WebhookOutbox.connection_pk == row.connection_pk,
-                    WebhookOutbox.target == row.target,
-                    WebhookOutbox.status == PENDING,
-                    WebhookOutbox.id <= row.id,
-                )
-                .order_by(WebhookOutbox.id)
-                .limit(1)
-            )
+            return outbox.head_of_queue(session, outbox_id)
 
     def _next_in_queue(self, outbox_id: int) -> int | None:
         with session_scope(self.session_factory) as session:
-            row = session.get(WebhookOutbox, outbox_id)
-            if row is None:
-                return None
-            return session.scalar(
-                select(WebhookOutbox.id)
-                .where(
-                    WebhookOutbox.connection_pk == row.connection_pk,
-                    WebhookOutbox.target == row.target,
-                    WebhookOutbox.status == PENDING,
-                    WebhookOutbox.id > row.id,
-                )
-                .order_by(WebhookOutbox.id)
-                .limit(1)
-            )
+            return outbox.next_in_queue(session, outbox_id)
 
     def _is_pending(self, outbox_id: int) -> bool:
         with session_scope(self.session_factory) as session:
@@ -168,21 +142,10 @@ class WebhookSender:
         now = self.clock.now()
         until = now + dt.timedelta(seconds=self.lease_seconds)
         with session_scope(self.session_factory) as session:
-            claimed = session.execute(
-                update(WebhookOutbox)
-                .where(
-                    WebhookOutbox.id == outbox_id,
-                    WebhookOutbox.status == PENDING,
-                    WebhookOutbox.next_attempt_at <= now,
-                    (WebhookOutbox.claimed_until.is_(None)) | (WebhookOutbox.claimed_until < now),
-                )
-                .values(claimed_until=until)
-                .execution_options(synchronize_session=False)
-            )
-            row = session.get(WebhookOutbox, outbox_id)
+            row, claimed = outbox.claim_row(session, outbox_id, now, until)
             if row is None or row.status != PENDING:
                 return None
-            if getattr(claimed, "rowcount", 0) == 1:
+            if claimed:
                 return row
             return max(0.0, (row.next_attempt_at - now).total_seconds())
 
@@ -234,12 +197,7 @@ class WebhookSender:
                 outcome = "refused" if error_class == "outbound_refused" else "failed"
                 values.update(status=FAILED, finished_at=now, last_outcome=outcome)
         with session_scope(self.session_factory) as session:
-            session.execute(
-                update(WebhookOutbox)
-                .where(WebhookOutbox.id == row.id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+            outbox.record_attempt(session, row.id, values)
         level = "info" if ok else "warning"
         if outcome in ("failed", "refused"):
             level = "error"
@@ -289,7 +247,5 @@ class WebhookSender:
 
     def sweep_once(self, limit: int = 200) -> list[int]:
         """Pending, due, unclaimed queue heads (for the sweep to enqueue)."""
-        from freshtoken.webhooks.outbox import due_heads
-
         with session_scope(self.session_factory) as session:
-            return due_heads(session, self.clock.now(), limit)
+            return outbox.due_heads(session, self.clock.now(), limit)

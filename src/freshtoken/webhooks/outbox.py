@@ -5,7 +5,7 @@ state transitions (import or override, healthy → failed, failed → refreshed)
 the change in ``session.info``; a ``before_commit`` listener turns each into one outbox row per
 target URL (so a URL override set later in the same transaction counts), inside the transaction,
 and an ``after_commit`` listener hands the new row ids to the delivery queue. A failed enqueue
-loses nothing: the sweep (:func:`due_heads`) picks up every pending row.
+loses nothing: the sweep (:func:`freshtoken.store.outbox.due_heads`) picks up every pending row.
 
 Nothing is installed unless a webhook URL is configured (:func:`attach_webhooks`), so the store
 pays nothing, not even a query, when webhooks are off.
@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, event, func, select
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from freshtoken.clock import Clock
 from freshtoken.logs import get_logger
 from freshtoken.settings import Settings
 from freshtoken.store.models import Connection, WebhookOutbox
+from freshtoken.store.outbox import PENDING
 from freshtoken.webhooks.payload import CREATION, OVERRIDE, REFRESH, auth_body, serialize
 
 log = get_logger("freshtoken.webhooks")
@@ -33,10 +34,6 @@ log = get_logger("freshtoken.webhooks")
 INFO_KEY = "freshtoken.webhooks"
 _PENDING_KEY = "freshtoken.webhooks.pending"
 _ENQUEUE_KEY = "freshtoken.webhooks.enqueue"
-
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
 
 # The refresh failure's error.type, as Nango names them.
 ERROR_REFRESH = "refresh_token_external_error"
@@ -160,16 +157,6 @@ def note_recovery(session: Session, connection_pk: int, *, was_failed: bool) -> 
         _remember(session, _Change(connection_pk, REFRESH, True))
 
 
-def was_failed(session: Session, connection_pk: int) -> bool:
-    """Whether the row is marked failed right now (read in the caller's transaction)."""
-    row = session.execute(
-        select(Connection.needs_reauth, Connection.refresh_exhausted).where(
-            Connection.id == connection_pk
-        )
-    ).one_or_none()
-    return bool(row is not None and (row[0] or row[1]))
-
-
 def _remember(session: Session, change: _Change) -> None:
     session.info.setdefault(_PENDING_KEY, []).append(change)
 
@@ -262,38 +249,3 @@ def install(
 
 def _after_soft_rollback(session: Session, _previous: Any) -> None:
     _after_rollback(session)
-
-
-# -- the sweep ------------------------------------------------------------------------------------
-
-
-def due_heads(session: Session, now: dt.datetime, limit: int) -> list[int]:
-    """Pending rows that are due, unclaimed and first in their (connection, target) queue."""
-    earlier = (
-        select(func.min(WebhookOutbox.id))
-        .where(WebhookOutbox.status == PENDING)
-        .group_by(WebhookOutbox.connection_pk, WebhookOutbox.target)
-        .subquery()
-    )
-    stmt = (
-        select(WebhookOutbox.id)
-        .join(earlier, WebhookOutbox.id == earlier.c[0])
-        .where(
-            WebhookOutbox.next_attempt_at <= now,
-            (WebhookOutbox.claimed_until.is_(None)) | (WebhookOutbox.claimed_until < now),
-        )
-        .order_by(WebhookOutbox.id)
-        .limit(limit)
-    )
-    return list(session.scalars(stmt))
-
-
-def prune(session: Session, now: dt.datetime, retention_days: float) -> int:
-    """Delete finished rows older than the retention (pending rows are never deleted)."""
-    cutoff = now - dt.timedelta(days=retention_days)
-    result = session.execute(
-        delete(WebhookOutbox).where(
-            and_(WebhookOutbox.status != PENDING, WebhookOutbox.created_at < cutoff)
-        )
-    )
-    return int(getattr(result, "rowcount", 0) or 0)

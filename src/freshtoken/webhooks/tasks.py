@@ -14,9 +14,10 @@ from celery import Celery, Task
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
+from freshtoken.store.outbox import prune
 from freshtoken.webhooks import SWEEP_TASK, WEBHOOK_TASK
 from freshtoken.webhooks.delivery import WebhookSender, build_webhook_client
-from freshtoken.webhooks.outbox import WebhookConfig, prune
+from freshtoken.webhooks.outbox import WebhookConfig
 
 log = get_logger("freshtoken.webhooks")
 
