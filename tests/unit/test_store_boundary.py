@@ -79,7 +79,7 @@ def test_no_module_outside_the_store_builds_queries() -> None:
         if (hits := query_builders(path.read_text(encoding="utf-8")))
     }
     assert offenders == {}, (
-        "queries belong in freshtoken/store/ (add a store function and call it): " f"{offenders}"
+        f"queries belong in freshtoken/store/ (add a store function and call it): {offenders}"
     )
 
 
