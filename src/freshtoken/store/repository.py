@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -435,6 +435,16 @@ class ConnectionStore:
         if not isinstance(webhook_url_override, _Keep):
             conn.webhook_url_override = webhook_url_override
         conn.updated_at = self.clock.now()
+
+    def set_metadata(
+        self, conns: Sequence[Connection], metadata: dict[str, Any], *, merge: bool
+    ) -> None:
+        """Replace the connections' metadata, or merge ``metadata`` into it (top-level keys)."""
+        now = self.clock.now()
+        for conn in conns:
+            # A new dict each time: SQLAlchemy tracks JSON columns by assignment.
+            conn.metadata_ = {**(conn.metadata_ or {}), **metadata} if merge else dict(metadata)
+            conn.updated_at = now
 
     def soft_delete(self, conn: Connection) -> None:
         """Mark deleted and wipe the credentials (the ciphertext too, not just the link)."""

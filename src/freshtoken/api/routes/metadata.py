@@ -60,11 +60,7 @@ def apply_metadata(
                     _missing_message(connection_id, provider_config_key, len(ids) > 1),
                 )
             rows.append(conn)
-        now = runtime.clock.now()
-        for conn in rows:
-            # A new dict each time: SQLAlchemy tracks JSON columns by assignment.
-            conn.metadata_ = {**(conn.metadata_ or {}), **metadata} if merge else dict(metadata)
-            conn.updated_at = now
+        store.set_metadata(rows, metadata, merge=merge)
 
 
 def _ids(body: MetadataBody) -> list[str]:
