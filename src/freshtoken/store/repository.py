@@ -21,10 +21,11 @@ from freshtoken.clock import Clock
 from freshtoken.crypto import BOUND_VERSION, Cipher, aad_for, bound_aad, key_prefix, version_of
 from freshtoken.errors import DecryptionError
 from freshtoken.logs import get_logger
+from freshtoken.store import schedule
 from freshtoken.store.credentials import expires_at_of, has_refresh_token
 from freshtoken.store.models import Connection, Integration
 from freshtoken.store.outbox import was_failed
-from freshtoken.store.schedule import Planner, next_refresh_at
+from freshtoken.store.schedule import Planner
 from freshtoken.webhooks import outbox as webhooks
 
 
@@ -110,7 +111,7 @@ class ConnectionStore:
 
     def _plan(self, conn: Connection) -> None:
         # The one place a loaded row's next_refresh_at is written (the rule: store.schedule).
-        conn.next_refresh_at = next_refresh_at(conn, self.planner, self.clock.now())
+        conn.next_refresh_at = schedule.next_refresh_at(conn, self.planner, self.clock.now())
 
     # -- integrations -------------------------------------------------------------------------
 
@@ -505,7 +506,7 @@ class ConnectionStore:
                 last_refresh_error=None,
                 auth_error_log_id=None,
                 refresh_claimed_until=None,
-                next_refresh_at=next_refresh_at(refreshed, self.planner, self.clock.now()),
+                next_refresh_at=schedule.next_refresh_at(refreshed, self.planner, self.clock.now()),
                 updated_at=write.refreshed_at,
             )
             .execution_options(synchronize_session=False)
@@ -590,7 +591,7 @@ class ConnectionStore:
             refresh_exhausted=exhausted,
             next_refresh_at=retry_at,
         )
-        return next_refresh_at(failed, self.planner, self.clock.now())
+        return schedule.next_refresh_at(failed, self.planner, self.clock.now())
 
     # -- key rotation ---------------------------------------------------------------------------
 
@@ -636,7 +637,7 @@ class ConnectionStore:
             .where(Connection.id == conn.id, Connection.version == conn.version)
             .values(
                 credentials_enc=ciphertext,
-                next_refresh_at=next_refresh_at(conn, self.planner, self.clock.now()),
+                next_refresh_at=schedule.next_refresh_at(conn, self.planner, self.clock.now()),
             )
             .execution_options(synchronize_session=False)
         )
