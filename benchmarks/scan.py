@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql
 from benchmarks.common import REPO_ROOT, Context, autocommit_engine, log, median
 from benchmarks.data import create_integration, insert_rows
 from benchmarks.scan_child import RESET_SQL
-from freshtoken.worker.scan import due_rows_statement
+from freshtoken.store.schedule import due_rows_statement
 
 
 @dataclass(frozen=True)
