@@ -78,7 +78,7 @@ def register_secret(value: str | None) -> None:
 # Every match of _INLINE_PATTERNS contains one of these (lower-case): a string holding none of
 # them skips the regular expressions. Every log line runs each of its strings through
 # scrub_text, and most (routes, ids, outcomes) hold none.
-_INLINE_MARKERS = ("token", "secret", "key", "password", "bearer", "basic")
+_INLINE_MARKERS = re.compile("token|secret|key|password|bearer|basic")
 _NON_LETTERS = re.compile(r"[^a-z]")
 
 
@@ -93,7 +93,7 @@ def scrub_text(text: str) -> str:
     # Only for ASCII: case-insensitive matching also folds a few other letters (the Kelvin
     # sign matches "k"), which a lower-cased substring test would miss.
     lowered = text.lower()
-    if not text.isascii() or any(marker in lowered for marker in _INLINE_MARKERS):
+    if not text.isascii() or _INLINE_MARKERS.search(lowered):
         for pattern in _INLINE_PATTERNS:
             text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     for secret in _registered:
