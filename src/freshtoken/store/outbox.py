@@ -30,6 +30,12 @@ def was_failed(session: Session, connection_pk: int) -> bool:
     return bool(row is not None and (row[0] or row[1]))
 
 
+def add_outbox_rows(session: Session, rows: list[WebhookOutbox]) -> None:
+    """Insert webhook rows in the caller's transaction; flushed so their ids can be enqueued."""
+    session.add_all(rows)
+    session.flush()
+
+
 def due_heads(session: Session, now: dt.datetime, limit: int) -> list[int]:
     """Pending rows that are due, unclaimed and first in their (connection, target) queue."""
     earlier = (

@@ -26,7 +26,7 @@ from freshtoken.clock import Clock
 from freshtoken.logs import get_logger
 from freshtoken.settings import Settings
 from freshtoken.store.models import Connection, WebhookOutbox
-from freshtoken.store.outbox import PENDING
+from freshtoken.store.outbox import PENDING, add_outbox_rows
 from freshtoken.webhooks.payload import CREATION, OVERRIDE, REFRESH, auth_body, serialize
 
 log = get_logger("freshtoken.webhooks")
@@ -206,10 +206,9 @@ def _before_commit(session: Session) -> None:
                 deadline_at=now + dt.timedelta(seconds=config.deadline_seconds),
                 created_at=now,
             )
-            session.add(row)
             rows.append(row)
     if rows:
-        session.flush()
+        add_outbox_rows(session, rows)
         session.info.setdefault(_ENQUEUE_KEY, []).extend(r.id for r in rows)
 
 
