@@ -17,7 +17,7 @@ from tests.support import add_oauth2_connection, make_runtime, make_settings
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.locks import LocalLocks, RedisLocks
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.store.credentials import parse_datetime
@@ -229,13 +229,14 @@ def test_stalled_holder_is_fenced(tmp_path: Path) -> None:
 def test_invalid_grant_marks_reauth_and_later_reads_get_424(
     runtime: Runtime, provider: MockProvider
 ) -> None:
-    """A rejected refresh is a 400 once, then 424 without calling the provider again."""
+    """A rejected refresh is refused as provider_rejected once (the API's 400), then as
+    needs_reauth (424) without calling the provider again."""
     pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
     provider.inject("invalid_grant")
     conn, creds = _read(runtime, pk)
     with capture_logs() as logs, pytest.raises(RefreshDenied) as first:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert first.value.http_status == 400
+    assert first.value.reason is Refusal.PROVIDER_REJECTED
     assert first.value.log_id
     (event,) = _refresh_events(logs)
     assert (event["outcome"], event["error_class"], event["error_code"]) == (
@@ -249,7 +250,7 @@ def test_invalid_grant_marks_reauth_and_later_reads_get_424(
     calls = provider.stats()["token_calls"]
     with pytest.raises(RefreshDenied) as second:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert second.value.http_status == 424
+    assert second.value.reason is Refusal.NEEDS_REAUTH
     assert provider.stats()["token_calls"] == calls
 
 
@@ -288,9 +289,10 @@ def test_transient_failure_serves_a_still_valid_token(
 def test_transient_failure_with_expired_token_is_400_then_next_read_retries(
     runtime: Runtime, provider: MockProvider
 ) -> None:
-    """An expired token whose refresh fails transiently is a 400; a read inside the 2 s retry
-    backoff is 424 with no provider call; past it, a read inside the 30 s cooldown refreshes once
-    more rather than answering 424 (the provider may be healthy again)."""
+    """An expired token whose refresh fails transiently is refused as failed (the API's 400); a
+    read inside the 2 s retry backoff is refused as cooldown (424) with no provider call; past
+    it, a read inside the 30 s cooldown refreshes once more rather than refusing (the provider
+    may be healthy again)."""
     settings = runtime.settings
     assert settings.http_read_timeout >= 1
     pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
@@ -298,17 +300,17 @@ def test_transient_failure_with_expired_token_is_400_then_next_read_retries(
     conn, creds = _read(runtime, pk)
     with pytest.raises(RefreshDenied) as first:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert first.value.http_status == 400
+    assert first.value.reason is Refusal.FAILED
     conn, creds = _read(runtime, pk)
     calls = provider.stats()["token_calls"]
     with pytest.raises(RefreshDenied) as backing_off:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert backing_off.value.http_status == 424
+    assert backing_off.value.reason is Refusal.COOLDOWN
     assert provider.stats()["token_calls"] == calls
     time.sleep(2.1)  # past the retry backoff (real clock)
     with pytest.raises(RefreshDenied) as second:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert second.value.http_status == 400
+    assert second.value.reason is Refusal.FAILED
     assert provider.stats()["token_calls"] == calls + 1
     # force_refresh works as before.
     _, served = _service(runtime).refresh_for_read(conn, creds, force=True)
@@ -316,7 +318,8 @@ def test_transient_failure_with_expired_token_is_400_then_next_read_retries(
 
 
 def test_exhausted_after_four_failing_days(tmp_path: Path, provider: MockProvider) -> None:
-    """Failures count once a day; the fourth failing day exhausts the connection (424)."""
+    """Failures count once a day; the fourth failing day exhausts the connection (refused as
+    exhausted, the API's 424)."""
     clock = FakeClock(dt.datetime.now(dt.UTC))
     rt = make_runtime(make_settings(tmp_path), clock=clock)
     pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)
@@ -335,7 +338,7 @@ def test_exhausted_after_four_failing_days(tmp_path: Path, provider: MockProvide
     calls = provider.stats()["token_calls"]
     with pytest.raises(RefreshDenied) as denied:
         _service(rt).refresh_for_read(conn, creds, force=False)
-    assert (denied.value.http_status, denied.value.reason) == (424, "exhausted")
+    assert denied.value.reason is Refusal.EXHAUSTED
     assert provider.stats()["token_calls"] == calls
 
 
@@ -415,7 +418,7 @@ def test_lock_timeout_serves_the_fresh_token_and_never_refreshes(
     conn, creds = _read(rt, pk)
     with capture_logs() as logs, pytest.raises(RefreshDenied) as denied:
         service.refresh_for_read(conn, creds, force=False)
-    assert (denied.value.http_status, denied.value.reason) == (424, "lock_timeout")
+    assert denied.value.reason is Refusal.LOCK_TIMEOUT
     assert provider.stats()["token_calls"] == 0
     (event,) = _refresh_events(logs)
     assert event["outcome"] == "lock_timeout"

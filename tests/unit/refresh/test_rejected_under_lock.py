@@ -12,7 +12,7 @@ from tests.support import add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.locks import LocalLocks
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 
@@ -56,8 +56,9 @@ def test_second_caller_does_not_resend_a_rejected_refresh_token(
     two_processes: tuple[Runtime, Runtime], provider: MockProvider, force: bool
 ) -> None:
     """Two processes read one expired connection at once and the provider rejects the refresh:
-    exactly one token-endpoint call is made; the caller that waited on the lock gets the 424 that
-    later reads get, without spending the rejected token a second time."""
+    exactly one token-endpoint call is made; the caller that waited on the lock gets the refusal
+    later reads get (needs_reauth, the API's 424), without spending the rejected token a second
+    time."""
     rt_a, rt_b = two_processes
     pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
     provider.inject("invalid_grant", count=2)
@@ -82,11 +83,11 @@ def test_second_caller_does_not_resend_a_rejected_refresh_token(
         t.join()
     assert not others
     assert provider.stats()["token_calls"] == 1
-    assert sorted(d.http_status for d in denials) == [400, 424]
+    assert sorted(d.reason for d in denials) == [Refusal.NEEDS_REAUTH, Refusal.PROVIDER_REJECTED]
     marked, _ = _read(rt_a, pk)
     assert marked.needs_reauth
-    # The 424 points at the log line of the refresh that was actually rejected.
-    (waiter,) = [d for d in denials if d.http_status == 424]
+    # The waiter's refusal points at the log line of the refresh that was actually rejected.
+    (waiter,) = [d for d in denials if d.reason is Refusal.NEEDS_REAUTH]
     assert waiter.log_id == marked.auth_error_log_id
 
 

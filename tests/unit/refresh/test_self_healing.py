@@ -23,7 +23,7 @@ from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh import policy
 from freshtoken.refresh.locks import LocalLocks
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.settings import Settings
@@ -77,7 +77,7 @@ def test_read_past_a_transient_failure_refreshes_once_when_the_provider_is_back(
     conn, creds = _read(runtime, pk)
     with pytest.raises(RefreshDenied) as first:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert first.value.http_status == 400
+    assert first.value.reason is Refusal.FAILED
     conn, creds = _read(runtime, pk)
     assert policy.in_cooldown(conn, runtime.clock.now(), runtime.settings)
     time.sleep(2.1)  # past the 2 s retry backoff (real clock): the next read retries
@@ -90,7 +90,8 @@ def test_read_past_a_transient_failure_refreshes_once_when_the_provider_is_back(
 def test_permanent_failure_still_answers_424_at_once(
     runtime: Runtime, provider: MockProvider
 ) -> None:
-    """After invalid_grant, a read in the cooldown is 424 without calling the provider."""
+    """After invalid_grant, a read in the cooldown is refused as needs_reauth (424) without
+    calling the provider."""
     pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
     provider.inject("invalid_grant")
     conn, creds = _read(runtime, pk)
@@ -99,7 +100,7 @@ def test_permanent_failure_still_answers_424_at_once(
     conn, creds = _read(runtime, pk)
     with pytest.raises(RefreshDenied) as second:
         _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert second.value.http_status == 424
+    assert second.value.reason is Refusal.NEEDS_REAUTH
     assert provider.stats()["token_calls"] == 1
 
 
@@ -119,7 +120,7 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
         pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
         provider.inject("500", count=2)
         conn, creds = _read(rt_a, pk)
-        statuses: list[int] = []
+        reasons: list[Refusal] = []
         barrier = threading.Barrier(2)
 
         def reader(rt: Runtime) -> None:
@@ -127,7 +128,7 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
             try:
                 _service(rt).refresh_for_read(conn, creds, force=False)
             except RefreshDenied as denied:
-                statuses.append(denied.http_status)
+                reasons.append(denied.reason)
 
         with capture_logs() as logs:
             threads = [threading.Thread(target=reader, args=(rt,)) for rt in (rt_a, rt_b)]
@@ -136,7 +137,7 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
             for t in threads:
                 t.join()
         assert provider.stats()["token_calls"] == 1
-        assert statuses == [400, 400]
+        assert reasons == [Refusal.FAILED, Refusal.FAILED]
         codes = sorted(e["error_code"] for e in logs if e["event"] == "token.refresh")
         assert codes == ["failed_meanwhile", "server_error"]
     finally:
