@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from freshtoken import migrate
@@ -24,9 +24,8 @@ from freshtoken.clock import FakeClock
 from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.settings import Settings
 from tests.hostile import HostileProvider
-from tests.support import SECRET_KEY, make_settings
+from tests.support import AUTH_HEADERS, SECRET_KEY, make_settings, table_rows
 
-AUTH_HEADERS = {"Authorization": f"Bearer {SECRET_KEY}"}
 TEST_CLIENT_SECRET = "client-secret-value"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -145,16 +144,6 @@ def import_connection(client: TestClient) -> Callable[..., dict[str, Any]]:
         return result
 
     return factory
-
-
-def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every freshtoken table, ordered by id (to compare before/after)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for table in ("integrations", "connections"):
-            query = text(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - constant names
-            rows[table] = [tuple(row) for row in conn.execute(query)]
-    return rows
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.store.models import Connection, ConnectSession, OAuthSession
-from tests.conftest import AUTH_HEADERS, make_settings
+from tests.support import AUTH_HEADERS, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from tests.e2e_helpers import drop_schema
-from tests.support import add_oauth2_connection, make_runtime, make_settings, pg_schema_url
+from tests.support import add_fake_connections, add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh import policy
 from freshtoken.refresh.service import RefreshService
-from freshtoken.runtime import Runtime, build_runtime
-from freshtoken.store.credentials import iso
+from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
 from freshtoken.worker.scan import Job, RefreshScanner, ScanReport
 
 CLAIM_TTL = 60  # the default lease: about one task's worst case (lock wait + lock TTL)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A frozen clock; tests move it explicitly."""
-    return FakeClock()
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ def add(
     connection_id: str | None = None,
 ) -> int:
     """Import one connection with fake tokens (the scan never calls the provider)."""
-    return add_many(
+    return add_fake_connections(
         rt,
         1,
         expires_in=expires_in,
@@ -73,48 +63,6 @@ def add(
         credentials=credentials,
         prefix=connection_id,
     )[0]
-
-
-def add_many(
-    rt: Runtime,
-    count: int,
-    *,
-    expires_in: float | None,
-    lifetime: float = 3600,
-    provider: str = "oauth2",
-    credentials: dict[str, Any] | None = None,
-    prefix: str | None = None,
-) -> list[int]:
-    """Import ``count`` connections in one transaction; each token was issued ``lifetime`` ago.
-
-    ``expires_in`` None imports a refresh token without an expiry.
-    """
-    now = rt.clock.now()
-    expires_at = None if expires_in is None else now + dt.timedelta(seconds=expires_in)
-    pks: list[int] = []
-    with rt.store() as store:
-        key = f"{provider}-int"
-        integration = store.get_integration(key) or store.create_integration(
-            unique_key=key, provider=provider, client_id="cid", client_secret="csecret"
-        )
-        for i in range(count):
-            creds = dict(
-                credentials
-                or {"type": "OAUTH2", "access_token": f"at-{i}", "refresh_token": f"rt-{i}"}
-            )
-            if expires_at is not None and creds.get("type") == "OAUTH2":
-                creds["expires_at"] = iso(expires_at)
-            conn, _ = store.upsert_connection(
-                integration,
-                connection_id=f"{prefix or 'conn'}-{uuid.uuid4().hex[:10]}",
-                credentials=creds,
-                connection_config={"token_url": "http://127.0.0.1:9/oauth/token"},
-            )
-            if expires_at is not None:
-                conn.last_refresh_success = expires_at - dt.timedelta(seconds=lifetime)
-                conn.next_refresh_at = rt.plan_next_refresh(conn)
-            pks.append(conn.id)
-    return pks
 
 
 def row(rt: Runtime, pk: int) -> Connection:
@@ -160,7 +108,7 @@ def test_only_due_rows_are_claimed(runtime: Runtime) -> None:
 
 def test_an_immediate_second_scan_claims_nothing(runtime: Runtime) -> None:
     """A scan right after another enqueues nothing: a claimed row is never enqueued twice."""
-    add_many(runtime, 5, expires_in=600)
+    add_fake_connections(runtime, 5, expires_in=600)
 
     _, first_jobs = scan(runtime)
     second, second_jobs = scan(runtime)
@@ -281,7 +229,9 @@ def test_a_burst_of_simultaneous_expiries_is_spread_before_the_read_margin(
     Every countdown lands before the read margin starts (so no read has to refresh) and they are
     spread evenly, not bunched at 0.
     """
-    pks = add_many(runtime, 1000, expires_in=1000)  # hour tokens: lead 1350 s, read margin 900 s
+    pks = add_fake_connections(
+        runtime, 1000, expires_in=1000
+    )  # hour tokens: lead 1350 s, read margin 900 s
     conn = row(runtime, pks[0])
     margin = policy.read_margin(conn, runtime.catalog.get("oauth2"), runtime.settings)
     assert margin == 900
@@ -308,7 +258,7 @@ def test_a_burst_of_simultaneous_expiries_is_spread_before_the_read_margin(
 
 def test_each_scan_logs_one_refresh_scan_event(runtime: Runtime, clock: FakeClock) -> None:
     """refresh.scan reports due, claimed, enqueued, skipped, oldest overdue and duration."""
-    pks = add_many(runtime, 3, expires_in=1250)  # due 100 s ago (lead 1350 s)
+    pks = add_fake_connections(runtime, 3, expires_in=1250)  # due 100 s ago (lead 1350 s)
     failing = pks[1]
 
     def enqueue(job: Job) -> None:
@@ -359,7 +309,7 @@ def test_an_empty_scan_still_logs_its_event(runtime: Runtime) -> None:
 def test_one_scan_pages_through_more_rows_than_a_batch(make_rt: Callable[..., Runtime]) -> None:
     """With a batch of 7, one scan claims all 50 due rows page by page."""
     rt = make_rt(scan_batch_size=7)
-    pks = add_many(rt, 50, expires_in=600)
+    pks = add_fake_connections(rt, 50, expires_in=600)
 
     report, jobs = scan(rt)
 
@@ -372,57 +322,10 @@ def test_one_scan_pages_through_more_rows_than_a_batch(make_rt: Callable[..., Ru
 def test_the_page_budget_leaves_the_rest_to_the_next_scan(make_rt: Callable[..., Runtime]) -> None:
     """A scan stops after max_pages; the next scan picks up the remaining rows."""
     rt = make_rt(scan_batch_size=7)
-    pks = add_many(rt, 50, expires_in=600)
+    pks = add_fake_connections(rt, 50, expires_in=600)
 
     first, first_jobs = scan(rt, max_pages=3)
     _, second_jobs = scan(rt, max_pages=20)
 
     assert len(first_jobs) == 21 and first.pages == 3
     assert sorted(j.connection_pk for j in first_jobs + second_jobs) == sorted(pks)
-
-
-# -- PostgreSQL -----------------------------------------------------------------------------------
-
-
-@pytest.mark.integration
-def test_concurrent_scans_on_postgresql_claim_disjoint_rows(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    """Two scanners racing on PostgreSQL (FOR UPDATE SKIP LOCKED) never claim the same row."""
-    url = pg_schema_url()
-    try:
-        settings = make_settings(tmp_path, database_url=url, scan_batch_size=25)
-        first = make_runtime(settings, clock=clock)
-        second = build_runtime(settings, clock=clock)
-        try:
-            pks = add_many(first, 300, expires_in=600)
-            barrier = threading.Barrier(2)
-            claimed: dict[str, list[int]] = {}
-
-            def run(name: str, rt: Runtime) -> None:
-                jobs: list[Job] = []
-
-                def enqueue(job: Job) -> None:
-                    jobs.append(job)
-
-                barrier.wait()
-                for _ in range(3):
-                    RefreshScanner(rt, enqueue).scan()
-                claimed[name] = [j.connection_pk for j in jobs]
-
-            threads = [
-                threading.Thread(target=run, args=(name, rt))
-                for name, rt in (("first", first), ("second", second))
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-
-            assert set(claimed["first"]).isdisjoint(claimed["second"])
-            assert sorted(claimed["first"] + claimed["second"]) == sorted(pks)
-        finally:
-            first.close()
-            second.close()
-    finally:
-        drop_schema(url)

@@ -25,6 +25,7 @@ from benchmarks.run import QUICK
 from benchmarks.scan import bench_scan
 from benchmarks.storm import bench_slow, bench_storm, superseded
 from sqlalchemy import create_engine, text
+
 from tests.support import require_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
