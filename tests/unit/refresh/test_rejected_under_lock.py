@@ -18,7 +18,7 @@ from freshtoken.runtime import Runtime
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
+def slow_provider() -> Iterator[MockProvider]:
     """A mock provider that answers slowly, so the second caller is waiting on the lock."""
     with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
         mock.configure(latency_seconds=0.3)
@@ -53,15 +53,15 @@ def _read(rt: Runtime, pk: int) -> tuple[Any, dict[str, Any]]:
 
 @pytest.mark.parametrize("force", [False, True], ids=["on_read", "forced"])
 def test_second_caller_does_not_resend_a_rejected_refresh_token(
-    two_processes: tuple[Runtime, Runtime], provider: MockProvider, force: bool
+    two_processes: tuple[Runtime, Runtime], slow_provider: MockProvider, force: bool
 ) -> None:
     """Two processes read one expired connection at once and the provider rejects the refresh:
     exactly one token-endpoint call is made; the caller that waited on the lock gets the refusal
     later reads get (needs_reauth, the API's 424), without spending the rejected token a second
     time."""
     rt_a, rt_b = two_processes
-    pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
-    provider.inject("invalid_grant", count=2)
+    pk, _ = add_oauth2_connection(rt_a, slow_provider, expires_in=-1)
+    slow_provider.inject("invalid_grant", count=2)
     conn, creds = _read(rt_a, pk)
     denials: list[RefreshDenied] = []
     others: list[BaseException] = []
@@ -82,7 +82,7 @@ def test_second_caller_does_not_resend_a_rejected_refresh_token(
     for t in threads:
         t.join()
     assert not others
-    assert provider.stats()["token_calls"] == 1
+    assert slow_provider.stats()["token_calls"] == 1
     assert sorted(d.reason for d in denials) == [Refusal.NEEDS_REAUTH, Refusal.PROVIDER_REJECTED]
     marked, _ = _read(rt_a, pk)
     assert marked.needs_reauth
@@ -92,16 +92,16 @@ def test_second_caller_does_not_resend_a_rejected_refresh_token(
 
 
 def test_forced_refresh_decided_after_the_mark_still_tries(
-    two_processes: tuple[Runtime, Runtime], provider: MockProvider
+    two_processes: tuple[Runtime, Runtime], slow_provider: MockProvider
 ) -> None:
     """A forced refresh asked for after the connection was marked may revive it (one call)."""
     rt_a, _ = two_processes
-    pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
-    provider.inject("invalid_grant")
+    pk, _ = add_oauth2_connection(rt_a, slow_provider, expires_in=-1)
+    slow_provider.inject("invalid_grant")
     conn, creds = _read(rt_a, pk)
     with pytest.raises(RefreshDenied):
         _service(rt_a).refresh_for_read(conn, creds, force=False)
     conn, creds = _read(rt_a, pk)
     revived, _ = _service(rt_a).refresh_for_read(conn, creds, force=True)
     assert not revived.needs_reauth
-    assert provider.stats()["token_calls"] == 2
+    assert slow_provider.stats()["token_calls"] == 2
