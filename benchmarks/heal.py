@@ -59,6 +59,7 @@ from tests.chaos_helpers import (
     Readers,
     Supervisor,
     end_injected_failures,
+    epoch,
     median_next_refresh,
     refresh_successes,
 )
@@ -252,19 +253,6 @@ def _run(ctx: Context, sizes: HealSizes, st: _Stack) -> dict[str, Any]:
     )
     lead = policy.refresh_lead(probe, None, st.runtime.settings)
     margin = policy.read_margin(probe, None, st.runtime.settings)
-    # Expiries spread over one refresh period (lead .. lifetime): nothing is due at the start,
-    # and refreshes then arrive at a steady rate.
-    pks = [
-        add_oauth2_connection(
-            st.runtime,
-            st.provider,
-            connection_id=name,
-            lifetime_seconds=sizes.lifetime_s,
-            expires_in=rng.uniform(lead, sizes.lifetime_s),
-        )[0]
-        for name in names
-    ]
-    log(f"heal: {len(pks)} connections imported; starting 2 APIs, 2 workers, beat")
 
     def start(kind: str, name: str) -> Proc:
         if kind == "beat":
@@ -274,6 +262,7 @@ def _run(ctx: Context, sizes: HealSizes, st: _Stack) -> dict[str, Any]:
         st.started.append(proc)
         return proc
 
+    log("heal: starting 2 APIs, 2 workers, beat")
     apis = []
     for i in (1, 2):
         proc, base = ctx.api(f"heal-api-{i}", st.env)
@@ -284,6 +273,21 @@ def _run(ctx: Context, sizes: HealSizes, st: _Stack) -> dict[str, Any]:
         "worker-2": start("worker", "heal-worker-2"),
         "beat": start("beat", "heal-beat"),
     }
+
+    # Imported once every process runs, so no token ages while they start. Expiries spread
+    # over one refresh period (lead .. lifetime): nothing is due at the start, and
+    # refreshes then arrive at a steady rate.
+    pks = [
+        add_oauth2_connection(
+            st.runtime,
+            st.provider,
+            connection_id=name,
+            lifetime_seconds=sizes.lifetime_s,
+            expires_in=rng.uniform(lead, sizes.lifetime_s),
+        )[0]
+        for name in names
+    ]
+    log(f"heal: processes up; {len(pks)} connections imported")
 
     def restart(role: str, n: int) -> Proc:
         return start("beat" if role == "beat" else "worker", f"heal-{role}-r{n}")
@@ -488,6 +492,13 @@ def _results(
         after = [r for r in reads if f.ended <= r.started < until]
         both = during + after
         refused_after = [r for r in after if r.status != 200]
+        healed_by = Counter(
+            str(e.get("trigger"))
+            for e in lines
+            if e.get("event") == "token.refresh"
+            and e.get("outcome") == "success"
+            and f.ended <= epoch(str(e["timestamp"])) < until
+        )
         stale_counts = [len(s.stale) for s in samples if f.began <= s.at < until and s.stale]
         first_after = next((s for s in samples if s.at >= f.ended and s.stale is not None), None)
         reauth_here = sorted(pk for pk, at in first_reauth.items() if f.began <= at < until)
@@ -503,6 +514,7 @@ def _results(
                     median_next_refresh(f.ended, healable, successes), 1
                 ),
                 "stale_peak": max(stale_counts, default=0),
+                "refreshes_after_by_trigger": dict(healed_by),
                 "stale_at_end": len(first_after.stale or ()) if first_after else None,
                 "reads_during": len(during),
                 "refused_during": sum(1 for r in during if r.status != 200),
@@ -565,6 +577,11 @@ def _results(
         "final": final,
         "samples": len(samples),
         "samples_db_down": sum(1 for s in samples if s.stale is None),
+        # (seconds since the steady reads began, connections not fresh or None: database down)
+        "stale_timeline": [
+            (round(s.at - steady_from, 1), None if s.stale is None else len(s.stale))
+            for s in samples
+        ],
         "timeline_s": round(timeline_end - steady_from, 1),
         "first_fault_at_s": round(faults[0].began - steady_from, 1) if faults else None,
         "log_lines": len(lines),

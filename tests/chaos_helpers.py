@@ -30,7 +30,7 @@ import httpx
 from freshtoken.mockprovider import MockProvider
 
 
-def _epoch(value: str) -> float:
+def epoch(value: str) -> float:
     """An ISO-8601 timestamp (``Z`` or offset) as epoch seconds."""
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -134,7 +134,7 @@ class Readers:
                     status = response.status_code
                     if status == 200:
                         credentials = response.json()["credentials"]
-                        expires = _epoch(credentials["expires_at"])
+                        expires = epoch(credentials["expires_at"])
                         if self._token_valid is not None:
                             valid = self._token_valid(credentials["access_token"])
                 except httpx.HTTPError:
@@ -219,7 +219,7 @@ class Supervisor:
 def refresh_successes(lines: Iterable[Mapping[str, Any]]) -> list[tuple[float, int]]:
     """(wall time, connection pk) of every successful refresh among JSON log lines, in order."""
     return sorted(
-        (_epoch(str(e["timestamp"])), int(e["connection_pk"]))
+        (epoch(str(e["timestamp"])), int(e["connection_pk"]))
         for e in lines
         if e.get("event") == "token.refresh" and e.get("outcome") == "success"
     )
