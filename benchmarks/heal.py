@@ -382,6 +382,7 @@ def _run(ctx: Context, sizes: HealSizes, st: _Stack) -> dict[str, Any]:
         samples=sampler.samples,
         lines=lines,
         pks=pks,
+        names=names,
         lead=lead,
         margin=margin,
         details=details,
@@ -461,6 +462,7 @@ def _results(
     samples: list[Sample],
     lines: list[dict[str, Any]],
     pks: list[int],
+    names: list[str],
     lead: float,
     margin: float,
     details: dict[str, Any],
@@ -470,14 +472,30 @@ def _results(
     provider_stats: dict[str, Any],
 ) -> dict[str, Any]:
     successes = refresh_successes(lines)
+    # When each connection came to need re-authorisation: its first permanent failure in the
+    # logs, or (if earlier, or no line says so) the first sample that showed it.
     first_reauth: dict[int, float] = {}
+    reauth_codes: dict[int, str] = {}
+    for e in lines:
+        if e.get("event") == "token.refresh" and e.get("error_class") == "permanent":
+            pk, at = int(e["connection_pk"]), epoch(str(e["timestamp"]))
+            if at < first_reauth.get(pk, float("inf")):
+                first_reauth[pk] = at
+                reauth_codes[pk] = str(e.get("error_code"))
     for s in samples:
         for pk in s.reauth:
-            first_reauth.setdefault(pk, s.at)
-    reauth_codes: dict[int, str] = {}
-    for e in sorted(lines, key=lambda e: str(e.get("timestamp"))):
-        if e.get("event") == "token.refresh" and e.get("error_class") == "permanent":
-            reauth_codes.setdefault(int(e["connection_pk"]), str(e.get("error_code")))
+            first_reauth[pk] = min(first_reauth.get(pk, s.at), s.at)
+    pk_of = dict(zip(names, pks, strict=True))
+
+    def refused(r: Read) -> bool:
+        """Refused, not counting a connection that needed re-authorisation by then (those
+        answer 4xx by design until their user comes back)."""
+        at = first_reauth.get(pk_of[r.connection_id])
+        return r.status != 200 and (at is None or r.started < at)
+
+    def refused_reauth(r: Read) -> bool:
+        return r.status != 200 and not refused(r)
+
     healable = [pk for pk in pks if pk not in first_reauth]
 
     def reused(a: dict[str, Any], b: dict[str, Any]) -> int:
@@ -491,7 +509,7 @@ def _results(
         during = [r for r in reads if f.began <= r.started < f.ended]
         after = [r for r in reads if f.ended <= r.started < until]
         both = during + after
-        refused_after = [r for r in after if r.status != 200]
+        refused_after = [r for r in after if refused(r)]
         healed_by = Counter(
             str(e.get("trigger"))
             for e in lines
@@ -517,7 +535,7 @@ def _results(
                 "refreshes_after_by_trigger": dict(healed_by),
                 "stale_at_end": len(first_after.stale or ()) if first_after else None,
                 "reads_during": len(during),
-                "refused_during": sum(1 for r in during if r.status != 200),
+                "refused_during": sum(1 for r in during if refused(r)),
                 "reads_after": len(after),
                 "refused_after": len(refused_after),
                 "refused_after_statuses": dict(Counter(str(r.status) for r in refused_after)),
@@ -526,6 +544,7 @@ def _results(
                     if refused_after
                     else None
                 ),
+                "refused_needs_reauth": sum(1 for r in both if refused_reauth(r)),
                 "expired_served": sum(1 for r in both if r.expired),
                 "rejected_token_served": sum(1 for r in both if r.token_valid is False),
                 "refresh_tokens_sent_twice": reused(stats_at[i], stats_at[i + 1]),
@@ -547,7 +566,7 @@ def _results(
         "details": details,
         "steady": {
             "reads": len(warm),
-            "refused": sum(1 for r in warm if r.status != 200),
+            "refused": sum(1 for r in warm if refused(r)),
             "expired_served": sum(1 for r in warm if r.expired),
             "median_next_refresh_s": round(
                 median_next_refresh(steady_from, healable, successes), 1
@@ -555,7 +574,8 @@ def _results(
         },
         "reads": len(reads),
         "reads_per_api": dict(Counter(str(r.api) for r in reads)),
-        "refused": sum(1 for r in reads if r.status != 200),
+        "refused": sum(1 for r in reads if refused(r)),
+        "refused_needs_reauth": sum(1 for r in reads if refused_reauth(r)),
         "expired_served": sum(1 for r in reads if r.expired),
         "rejected_token_served": sum(1 for r in reads if r.token_valid is False),
         "refresh_tokens_sent_twice": int(
@@ -577,6 +597,13 @@ def _results(
         "final": final,
         "samples": len(samples),
         "samples_db_down": sum(1 for s in samples if s.stale is None),
+        # Every read answered with anything but 200: (seconds since the steady reads began,
+        # connection, status, API), for a look at the evidence behind the counts.
+        "refusals": [
+            (round(r.started - steady_from, 1), r.connection_id, r.status, r.api)
+            for r in reads
+            if r.status != 200
+        ],
         # (seconds since the steady reads began, connections not fresh or None: database down)
         "stale_timeline": [
             (round(s.at - steady_from, 1), None if s.stale is None else len(s.stale))

@@ -95,7 +95,7 @@ def render(
     )
     w("")
     w(
-        "Re-run: `make bench` (every section, about 12 minutes on 2 cores), one or a few "
+        "Re-run: `make bench` (every section, about 17 minutes on 2 cores), one or a few "
         "sections with `.venv/bin/python -m benchmarks.run --only read_path,storm` (or `make "
         'bench BENCH_ARGS="--only read_path"`), toy sizes with `--quick`. Sections: '
         "`read_path`, `storm`, `slow`, `scan`, `refresh`, `freshness`, `early_warning`, "
@@ -1292,7 +1292,9 @@ def _heal(w: Any, section: dict[str, Any] | None) -> None:
     provider = heal["provider"]
     w(
         f"- Before the first fault: {steady['reads']} reads, {steady['refused']} refused, "
-        f"{steady['expired_served']} expired served."
+        f"{steady['expired_served']} expired served. Reads of a connection that needed "
+        f"re-authorisation by then are refused by design and not counted as refused above: "
+        f"{heal.get('refused_needs_reauth', 0)} in the whole run."
     )
     w(
         f"- The SIGKILL hit while {d.get('in_flight_at_kill', 'n/a')} provider call(s) were in "

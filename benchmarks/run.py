@@ -1,8 +1,9 @@
 """Run every benchmark side by side and write the report: ``python -m benchmarks.run``.
 
-``make bench`` runs this with the full sizes (about twelve minutes on 2 cores) and writes
-docs/benchmarks.md. ``--quick`` runs toy sizes in under a minute and writes its report to a
-temporary file unless ``--out`` is given: its figures only show that the code runs.
+``make bench`` runs this with the full sizes (about twelve minutes on 2 cores, plus about five for
+the ``heal`` timeline) and writes docs/benchmarks.md. ``--quick`` runs toy sizes in a few minutes
+and writes its report to a temporary file unless ``--out`` is given: its figures only show that
+the code runs.
 """
 
 from __future__ import annotations
