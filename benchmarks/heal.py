@@ -519,6 +519,9 @@ def _results(
         )
         stale_counts = [len(s.stale) for s in samples if f.began <= s.at < until and s.stale]
         first_after = next((s for s in samples if s.at >= f.ended and s.stale is not None), None)
+        last_in = next(
+            (s for s in reversed(samples) if f.ended <= s.at < until and s.stale is not None), None
+        )
         reauth_here = sorted(pk for pk, at in first_reauth.items() if f.began <= at < until)
         heal = _heal_time(samples, f.ended, until)
         per_fault.append(
@@ -534,6 +537,7 @@ def _results(
                 "stale_peak": max(stale_counts, default=0),
                 "refreshes_after_by_trigger": dict(healed_by),
                 "stale_at_end": len(first_after.stale or ()) if first_after else None,
+                "stale_at_window_end": len(last_in.stale or ()) if last_in else None,
                 "reads_during": len(during),
                 "refused_during": sum(1 for r in during if refused(r)),
                 "reads_after": len(after),

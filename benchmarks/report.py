@@ -58,6 +58,12 @@ def _margins(lifetime: float) -> tuple[float, float]:
     return policy.read_margin(conn, None, settings), policy.refresh_lead(conn, None, settings)
 
 
+def _claim_ttl() -> float | None:
+    """freshtoken's default claim lease (seconds), if the settings still have one by that name."""
+    value = getattr(Settings.model_construct(), "claim_ttl_seconds", None)
+    return float(value) if value is not None else None
+
+
 def _lock_ttl() -> float | None:
     """freshtoken's default lock TTL (seconds), if the settings still have one by that name."""
     value = getattr(Settings.model_construct(), "lock_ttl_seconds", None)
@@ -347,7 +353,8 @@ def _summary_heal(w: Any, heal: dict[str, Any] | None) -> None:
 
 def _heal_s(f: dict[str, Any]) -> str:
     if f["heal_s"] is None:
-        return f"> {_f(f['window_s'])} s"
+        left = f.get("stale_at_window_end")
+        return f"> {_f(f['window_s'])} s" + (f" ({left} not fresh then)" if left else "")
     return f"{_f(f['heal_s'])} s"
 
 
@@ -1240,10 +1247,13 @@ def _heal(w: Any, section: dict[str, Any] | None) -> None:
         "re-authorisation are counted apart (only their user can heal them). **Median next "
         "refresh**: the issue's figure, median over connections of the fault's end to the "
         "connection's next successful refresh (from every process's `token.refresh` lines); "
-        "**refreshes after**: successful refreshes between the fault's end and the next fault, "
-        "and how many of them a read made; "
         f"from the start of the steady reads, with no fault, it was "
         f"{_f(heal['steady']['median_next_refresh_s'])} s (the refresh schedule alone). "
+        "**Refreshes after**: successful refreshes between the fault's end and the next fault, "
+        "and how many of them a read made. A connection whose refresh task was lost (with the "
+        "killed worker, or with Redis, which keeps no queue across a restart here) stays claimed "
+        f"until its claim lapses (`claim_ttl_seconds`, {_f(_claim_ttl(), 0)} s by default) "
+        "unless a read refreshes it first. "
         "**Expired**: a 200 whose `expires_at` had passed when the answer arrived; "
         "**rejected**: a 200 whose token the provider no longer accepted then. **Sent twice**: "
         "refresh tokens presented to the provider after they were spent (`reuse_detected` + "
