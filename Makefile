@@ -16,7 +16,7 @@ PORT_ARG := $(if $(PORT),--port $(PORT))
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(RUN_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ demo: $(RUN_STAMP) ## like run, plus the mock provider and demo connections with
 test: $(TEST_STAMP) ## run every test (integration tests need PostgreSQL and Redis; see README)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# By marker, which tests/unit/test_tests_layout.py keeps in line with the directories:
+# `integration` tests live in tests/integration (and the browser tests in tests/connect_browser).
+test-unit: $(TEST_STAMP) ## run the tests that need no PostgreSQL or Redis
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: $(TEST_STAMP) ## run only the integration tests (real PostgreSQL and Redis)
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
 lint: $(TEST_STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -53,4 +61,4 @@ fmt: $(TEST_STAMP) ## format and auto-fix
 bench: $(TEST_STAMP) ## run the benchmarks and write docs/benchmarks.md (BENCH_ARGS="--only read_path")
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-.PHONY: help install run demo test lint fmt bench
+.PHONY: help install run demo test test-unit test-integration lint fmt bench

@@ -1,5 +1,10 @@
 """Shared fixtures: settings on a temporary SQLite file, a migrated runtime, an API client.
 
+One meaning per name: ``runtime`` serves stored credentials as they are (no refresher),
+``refresh_runtime`` has the refresh service, ``mock_provider`` is the default mock OAuth
+provider, ``app`` the FastAPI app and ``client`` its authenticated test client. A module that
+needs something else names it for what it is (``pg_runtime``, ``slow_provider``, ``celery_app``).
+
 The keys are generated once per test session; ``SECRET_KEY`` is what ``client`` sends as its
 bearer token. Tests that need PostgreSQL use ``pg_url`` (see tests/integration).
 """
@@ -15,18 +20,18 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from freshtoken import migrate
 from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
+from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.settings import Settings
 from tests.hostile import HostileProvider
-from tests.support import SECRET_KEY, make_settings
+from tests.support import AUTH_HEADERS, SECRET_KEY, make_runtime, make_settings, table_rows
 
-AUTH_HEADERS = {"Authorization": f"Bearer {SECRET_KEY}"}
 TEST_CLIENT_SECRET = "client-secret-value"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -66,6 +71,25 @@ def runtime(settings: Settings, clock: FakeClock) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.close()
+
+
+@pytest.fixture
+def refresh_runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A migrated SQLite runtime with the refresh service attached, on the real clock (its own
+    database file: not ``runtime``'s)."""
+    rt = make_runtime(make_settings(tmp_path))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def mock_provider() -> Iterator[MockProvider]:
+    """The in-process mock OAuth provider (real HTTP on 127.0.0.1), default config: one-hour
+    tokens, rotating refresh tokens, reuse detection."""
+    with MockProvider() as mock:
+        yield mock
 
 
 @pytest.fixture
@@ -145,16 +169,6 @@ def import_connection(client: TestClient) -> Callable[..., dict[str, Any]]:
         return result
 
     return factory
-
-
-def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every freshtoken table, ordered by id (to compare before/after)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for table in ("integrations", "connections"):
-            query = text(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - constant names
-            rows[table] = [tuple(row) for row in conn.execute(query)]
-    return rows
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from freshtoken import migrate
 from freshtoken.clock import Clock
@@ -28,6 +29,8 @@ PG_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("FRESHTOKEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("FRESHTOKEN_REQUIRE_SERVICES") == "1"
+# What an API test client sends: the session's secret key.
+AUTH_HEADERS = {"Authorization": f"Bearer {SECRET_KEY}"}
 
 
 def make_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
@@ -139,3 +142,75 @@ def add_oauth2_connection(
             conn.next_refresh_at = runtime.plan_next_refresh(conn)
         pk = conn.id
     return pk, family
+
+
+def add_fake_connections(
+    rt: Runtime,
+    count: int,
+    *,
+    expires_in: float | None,
+    lifetime: float = 3600,
+    provider: str = "oauth2",
+    credentials: dict[str, Any] | None = None,
+    prefix: str | None = None,
+) -> list[int]:
+    """Import ``count`` OAUTH2 connections with fake tokens in one transaction (for tests that
+    never call a provider: the scan, its claims and plans); each token was issued ``lifetime``
+    ago and expires in ``expires_in`` seconds (None: a refresh token without an expiry).
+    """
+    now = rt.clock.now()
+    expires_at = None if expires_in is None else now + dt.timedelta(seconds=expires_in)
+    pks: list[int] = []
+    with rt.store() as store:
+        key = f"{provider}-int"
+        integration = store.get_integration(key) or store.create_integration(
+            unique_key=key, provider=provider, client_id="cid", client_secret="csecret"
+        )
+        for i in range(count):
+            creds = dict(
+                credentials
+                or {"type": "OAUTH2", "access_token": f"at-{i}", "refresh_token": f"rt-{i}"}
+            )
+            if expires_at is not None and creds.get("type") == "OAUTH2":
+                creds["expires_at"] = iso(expires_at)
+            conn, _ = store.upsert_connection(
+                integration,
+                connection_id=f"{prefix or 'conn'}-{uuid.uuid4().hex[:10]}",
+                credentials=creds,
+                connection_config={"token_url": "http://127.0.0.1:9/oauth/token"},
+            )
+            if expires_at is not None:
+                conn.last_refresh_success = expires_at - dt.timedelta(seconds=lifetime)
+                conn.next_refresh_at = rt.plan_next_refresh(conn)
+            pks.append(conn.id)
+    return pks
+
+
+def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the integrations and connections tables, ordered by id, on any database (to
+    compare before/after: "nothing changed")."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for table in ("integrations", "connections"):
+            query = text(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - constant names
+            rows[table] = [tuple(row) for row in conn.execute(query)]
+    return rows
+
+
+def assert_envelope(
+    response: Any, status: int | set[int], code: str | None = None
+) -> dict[str, Any]:
+    """Check status, content type, envelope shape and the absence of traceback text."""
+    statuses = {status} if isinstance(status, int) else status
+    assert response.status_code in statuses, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json")
+    text = response.text
+    assert "Traceback" not in text and 'File "' not in text
+    body = orjson.loads(response.content)
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str), error
+    assert set(error) <= {"code", "message", "payload", "errors"}, error
+    if code is not None:
+        assert error["code"] == code, error
+    return error

@@ -240,8 +240,8 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any], status: int) ->
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[MockProvider]:
-    """The mock OAuth provider (rotating refresh tokens, reuse detection)."""
+def module_provider() -> Iterator[MockProvider]:
+    """The mock OAuth provider shared by this module's tests (rotation, reuse detection)."""
     mock = MockProvider(MockProviderConfig(rotate_refresh_tokens=True, reuse_detection=True))
     mock.start()
     try:
@@ -251,7 +251,7 @@ def provider() -> Iterator[MockProvider]:
 
 
 @pytest.fixture(scope="module")
-def seeded(server: dict[str, Any], provider: MockProvider) -> dict[str, Any]:
+def seeded(server: dict[str, Any], module_provider: MockProvider) -> dict[str, Any]:
     """Three integrations and five connections, created through the REST API."""
     with httpx.Client(
         base_url=server["base_url"],
@@ -313,8 +313,8 @@ def seeded(server: dict[str, Any], provider: MockProvider) -> dict[str, Any]:
                 "unique_key": MOCK_PCK,
                 "credentials": {
                     "type": "OAUTH2",
-                    "client_id": provider.config.client_id,
-                    "client_secret": provider.config.client_secret,
+                    "client_id": module_provider.config.client_id,
+                    "client_secret": module_provider.config.client_secret,
                 },
             },
             200,
@@ -323,7 +323,7 @@ def seeded(server: dict[str, Any], provider: MockProvider) -> dict[str, Any]:
         # Expired a minute ago (due on any read), and valid for an hour (only a forced read
         # refreshes it).
         for connection_id, lifetime in ((MOCK_EXPIRED, -60), (MOCK_FORCED, 3600)):
-            family = provider.seed(lifetime_seconds=max(lifetime, 0))
+            family = module_provider.seed(lifetime_seconds=max(lifetime, 0))
             expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
             _post(
                 client,
@@ -331,7 +331,7 @@ def seeded(server: dict[str, Any], provider: MockProvider) -> dict[str, Any]:
                 {
                     "provider_config_key": MOCK_PCK,
                     "connection_id": connection_id,
-                    "connection_config": {"token_url": provider.token_url},
+                    "connection_config": {"token_url": module_provider.token_url},
                     "credentials": {
                         "type": "OAUTH2",
                         "access_token": family["access_token"],
@@ -594,33 +594,35 @@ def test_delete_connection_then_reads_are_404_not_found(observed: dict[str, Any]
 
 
 def test_get_token_refreshes_an_expired_token(
-    observed: dict[str, Any], provider: MockProvider
+    observed: dict[str, Any], module_provider: MockProvider
 ) -> None:
     seeded = observed["families"][MOCK_EXPIRED]
     token = ok(observed, "getTokenExpired")
     assert isinstance(token, str)
     assert token != seeded["access_token"]
-    assert provider.is_access_token_valid(token)
-    assert provider.current_refresh_token(seeded["refresh_token"]) not in (
+    assert module_provider.is_access_token_valid(token)
+    assert module_provider.current_refresh_token(seeded["refresh_token"]) not in (
         None,
         seeded["refresh_token"],
     )  # rotated once, family alive (no reuse detected)
 
 
-def test_force_refresh_through_the_sdk(observed: dict[str, Any], provider: MockProvider) -> None:
+def test_force_refresh_through_the_sdk(
+    observed: dict[str, Any], module_provider: MockProvider
+) -> None:
     seeded = observed["families"][MOCK_FORCED]
     forced = ok(observed, "getConnectionForced")
     new_token = forced["credentials"]["access_token"]
     assert new_token != seeded["access_token"]
-    assert provider.is_access_token_valid(new_token)
+    assert module_provider.is_access_token_valid(new_token)
     assert "refresh_token" not in forced["credentials"]
     assert "refresh_token" not in forced["credentials"]["raw"]
     after = ok(observed, "getConnectionForcedAfter")  # no force: the fresh token is served
     assert after["credentials"]["access_token"] == new_token
-    rotated = provider.current_refresh_token(seeded["refresh_token"])
+    rotated = module_provider.current_refresh_token(seeded["refresh_token"])
     assert rotated not in (None, seeded["refresh_token"])
     assert after["credentials"]["refresh_token"] == rotated
-    stats = provider.stats()
+    stats = module_provider.stats()
     assert stats["refresh_calls"] == 2  # one per connection: nothing refreshed twice
     assert stats["invalid_grant"] == 0
 

@@ -182,8 +182,8 @@ def page_url(node_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def provider() -> Iterator[MockProvider]:
-    """The mock OAuth provider (rotating refresh tokens)."""
+def module_provider() -> Iterator[MockProvider]:
+    """The mock OAuth provider shared by this module's tests (rotating refresh tokens)."""
     with MockProvider(MockProviderConfig(token_lifetime_seconds=TOKEN_LIFETIME)) as mock:
         yield mock
 
@@ -251,7 +251,7 @@ def rest(api: dict[str, Any]) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def session_token(rest: httpx.Client, provider: MockProvider) -> str:
+def session_token(rest: httpx.Client, module_provider: MockProvider) -> str:
     """The integration on the mock provider, and a connect session allowed to use it."""
     created = rest.post(
         "/integrations",
@@ -260,8 +260,8 @@ def session_token(rest: httpx.Client, provider: MockProvider) -> str:
             "unique_key": KEY,
             "credentials": {
                 "type": "OAUTH2",
-                "client_id": provider.config.client_id,
-                "client_secret": provider.config.client_secret,
+                "client_id": module_provider.config.client_id,
+                "client_secret": module_provider.config.client_secret,
                 "scopes": "mock.read,mock.write",
             },
         },
@@ -275,8 +275,8 @@ def session_token(rest: httpx.Client, provider: MockProvider) -> str:
             "integrations_config_defaults": {
                 KEY: {
                     "connection_config": {
-                        "authorization_url": provider.url + "/authorize",
-                        "token_url": provider.token_url,
+                        "authorization_url": module_provider.url + "/authorize",
+                        "token_url": module_provider.token_url,
                     }
                 }
             },
@@ -307,7 +307,7 @@ def results(
     node_dir: Path,
     page_url: str,
     api: dict[str, Any],
-    provider: MockProvider,
+    module_provider: MockProvider,
     session_token: str,
     api_key_session: str,
 ) -> dict[str, Any]:
@@ -340,7 +340,7 @@ def results(
         "chromium": chromium,
         "pageUrl": page_url,
         "apiUrl": api["base_url"],
-        "mockUrl": provider.url,
+        "mockUrl": module_provider.url,
         "flows": flows,
     }
     node = shutil.which("node")
@@ -359,7 +359,7 @@ def results(
 
 
 def test_auth_resolves_and_the_token_works(
-    results: dict[str, Any], rest: httpx.Client, provider: MockProvider
+    results: dict[str, Any], rest: httpx.Client, module_provider: MockProvider
 ) -> None:
     """auth() resolves {providerConfigKey, connectionId}; the stored token works at the provider."""
     success = results["success"]
@@ -375,8 +375,10 @@ def test_auth_resolves_and_the_token_works(
     body = got.json()
     assert body["tags"]["end_user_id"] == "browser-user"
     token = body["credentials"]["access_token"]
-    assert provider.is_access_token_valid(token)
-    answer = httpx.get(provider.url + "/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert module_provider.is_access_token_valid(token)
+    answer = httpx.get(
+        module_provider.url + "/userinfo", headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status_code == 200
 
 
@@ -418,7 +420,7 @@ def test_failures_store_nothing(results: dict[str, Any], rest: httpx.Client) -> 
 
 
 def test_the_scan_refreshes_the_new_connection_ahead_of_expiry(
-    results: dict[str, Any], api: dict[str, Any], rest: httpx.Client, provider: MockProvider
+    results: dict[str, Any], api: dict[str, Any], rest: httpx.Client, module_provider: MockProvider
 ) -> None:
     """The connection is on the proactive schedule at once: a scan at its due time refreshes it."""
     conn_id = results["success"]["ok"]["connectionId"]
@@ -447,4 +449,4 @@ def test_the_scan_refreshes_the_new_connection_ahead_of_expiry(
     after = rest.get(f"/connections/{conn_id}", params={"provider_config_key": KEY}).json()
     new_token = after["credentials"]["access_token"]
     assert new_token != before["credentials"]["access_token"]
-    assert provider.is_access_token_valid(new_token)
+    assert module_provider.is_access_token_valid(new_token)

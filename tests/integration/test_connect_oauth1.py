@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 from freshtoken.api.app import create_app
 from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime
-from tests.conftest import AUTH_HEADERS, make_settings
-from tests.support import make_runtime
+from tests.support import AUTH_HEADERS, make_runtime, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,7 @@ from sqlalchemy import select
 from freshtoken.api.app import create_app
 from freshtoken.mockprovider import MockProvider
 from freshtoken.store.models import WebhookOutbox
-from tests.conftest import AUTH_HEADERS, make_settings
-from tests.support import make_runtime
+from tests.support import AUTH_HEADERS, make_runtime, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,7 @@ from freshtoken.api.app import create_app
 from freshtoken.api.routes.oauth import hub_of
 from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime, build_runtime
-from tests.conftest import AUTH_HEADERS, make_settings
-from tests.support import redis_client
+from tests.support import AUTH_HEADERS, make_settings, redis_client
 
 pytestmark = pytest.mark.integration
 

@@ -1,17 +1,31 @@
-"""A hostile provider against PostgreSQL (issue 10, row 6): a NUL in the provider's error text."""
+"""Hostile input on PostgreSQL, which stores NUL in neither text nor jsonb: a NUL in a request
+(refused with 400, never 503) and in a provider's error text (issue 10, row 6)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from freshtoken import migrate
 from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
+from freshtoken.runtime import build_runtime
 from freshtoken.store.credentials import iso
 from tests.hostile import HostileProvider
-from tests.support import SECRET_KEY, make_runtime, make_settings, pg_schema_url
+from tests.support import (
+    AUTH_HEADERS,
+    SECRET_KEY,
+    assert_envelope,
+    make_runtime,
+    make_settings,
+    pg_schema_url,
+    table_rows,
+)
+
+pytestmark = pytest.mark.integration
 
 
 def test_nul_in_provider_error_is_recorded_and_cools_down(
@@ -52,3 +66,25 @@ def test_nul_in_provider_error_is_recorded_and_cools_down(
             assert conn.last_refresh_failure is not None
     finally:
         rt.close()
+
+
+def test_nul_is_400_not_503_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL, which stores NUL in neither text nor jsonb, NUL input is a 400, not a 503."""
+    runtime = build_runtime(make_settings(tmp_path, pg_url), with_refresher=False)
+    try:
+        migrate.upgrade(runtime.engine)
+        with TestClient(create_app(runtime), headers=AUTH_HEADERS) as pg_client:
+            created = pg_client.post(
+                "/integrations", json={"provider": "oauth2", "unique_key": "k"}
+            )
+            assert created.status_code == 200
+            before = table_rows(runtime.engine)
+            body = {"provider": "oauth2", "unique_key": "k2", "display_name": "a\x00"}
+            assert_envelope(pg_client.post("/integrations", json=body), 400, "invalid_body")
+            body = {"connection_id": "c", "provider_config_key": "k", "metadata": {"a\x00": 1}}
+            assert_envelope(pg_client.post("/connections/metadata", json=body), 400, "invalid_body")
+            listing = pg_client.get("/connections?connectionId=a%00&integrationId=k%00")
+            assert_envelope(listing, 400, "invalid_query_params")
+            assert table_rows(runtime.engine) == before
+    finally:
+        runtime.close()

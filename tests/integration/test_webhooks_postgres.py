@@ -35,7 +35,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[Runtime]:
+def webhook_pg_runtime(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[Runtime]:
     """A runtime on a fresh PostgreSQL schema, sending webhooks to the receiver."""
     url = pg_schema_url()
     rt = make_runtime(
@@ -48,17 +48,17 @@ def runtime(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[Runtime]:
 
 
 def test_concurrent_workers_send_each_row_once_and_in_order(
-    runtime: Runtime, receiver: WebhookReceiver
+    webhook_pg_runtime: Runtime, receiver: WebhookReceiver
 ) -> None:
     """Ten workers handed the later of two events at once: creation then override, once each."""
     with MockProvider(MockProviderConfig()) as provider:
-        add_oauth2_connection(runtime, provider, connection_id="acme")
-        add_oauth2_connection(runtime, provider, connection_id="acme")
-    creation, override = runtime.extras["celery_app"].sent
+        add_oauth2_connection(webhook_pg_runtime, provider, connection_id="acme")
+        add_oauth2_connection(webhook_pg_runtime, provider, connection_id="acme")
+    creation, override = webhook_pg_runtime.extras["celery_app"].sent
     probe = WebhookSender(
-        settings=runtime.settings,
-        session_factory=runtime.session_factory,
-        clock=runtime.clock,
+        settings=webhook_pg_runtime.settings,
+        session_factory=webhook_pg_runtime.session_factory,
+        clock=webhook_pg_runtime.clock,
         http=httpx.Client(),
     )
     # The sweep offers only the head of the connection's queue.
@@ -68,9 +68,9 @@ def test_concurrent_workers_send_each_row_once_and_in_order(
 
     def run(client: httpx.Client) -> None:
         sender = WebhookSender(
-            settings=runtime.settings,
-            session_factory=runtime.session_factory,
-            clock=runtime.clock,
+            settings=webhook_pg_runtime.settings,
+            session_factory=webhook_pg_runtime.session_factory,
+            clock=webhook_pg_runtime.clock,
             http=client,
         )
         barrier.wait()

@@ -26,30 +26,25 @@ CLIENT = ("mock-client", "mock-secret")
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """A started mock provider with the default (rotating, reuse-detecting) config."""
-    with MockProvider() as p:
-        yield p
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
+def http() -> Iterator[httpx.Client]:
     """An httpx client with a short timeout so a misbehaving server fails fast."""
     with httpx.Client(timeout=5.0) as c:
         yield c
 
 
 def refresh(
-    client: httpx.Client,
-    provider: MockProvider,
+    http: httpx.Client,
+    mock_provider: MockProvider,
     refresh_token: str,
     auth: tuple[str, str] | None = CLIENT,
     **extra: str,
 ) -> httpx.Response:
     """POST a form-encoded refresh_token grant with HTTP Basic client auth."""
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
-    return client.post(
-        provider.token_url, data=data, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT
+    return http.post(
+        mock_provider.token_url,
+        data=data,
+        auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
     )
 
 
@@ -63,10 +58,12 @@ def basic_header(client_id: str, secret: str, *, encode: bool = True) -> str:
 # ---------------------------------------------------------------- rotation and reuse
 
 
-def test_refresh_rotates_and_spends_old_token(provider: MockProvider, client: httpx.Client) -> None:
+def test_refresh_rotates_and_spends_old_token(
+    mock_provider: MockProvider, http: httpx.Client
+) -> None:
     """A refresh returns a new access and refresh token, and the presented token is spent."""
-    seeded = provider.seed()
-    resp = refresh(client, provider, seeded["refresh_token"])
+    seeded = mock_provider.seed()
+    resp = refresh(http, mock_provider, seeded["refresh_token"])
     assert resp.status_code == 200
     body = resp.json()
     assert body["token_type"] == "Bearer"
@@ -75,105 +72,107 @@ def test_refresh_rotates_and_spends_old_token(provider: MockProvider, client: ht
     assert body["access_token"].startswith("mock-at-")
     assert body["refresh_token"].startswith("mock-rt-")
     assert body["refresh_token"] != seeded["refresh_token"]
-    assert provider.current_refresh_token(seeded["refresh_token"]) == body["refresh_token"]
-    assert provider.current_refresh_token(body["access_token"]) == body["refresh_token"]
-    assert provider.is_access_token_valid(body["access_token"])
+    assert mock_provider.current_refresh_token(seeded["refresh_token"]) == body["refresh_token"]
+    assert mock_provider.current_refresh_token(body["access_token"]) == body["refresh_token"]
+    assert mock_provider.is_access_token_valid(body["access_token"])
     # The successor works and rotates again.
-    again = refresh(client, provider, body["refresh_token"])
+    again = refresh(http, mock_provider, body["refresh_token"])
     assert again.status_code == 200
     assert again.json()["refresh_token"] not in (body["refresh_token"], seeded["refresh_token"])
 
 
-def test_reuse_of_spent_token_revokes_family(provider: MockProvider, client: httpx.Client) -> None:
+def test_reuse_of_spent_token_revokes_family(
+    mock_provider: MockProvider, http: httpx.Client
+) -> None:
     """Replaying a spent refresh token gives invalid_grant and revokes the successor RT and AT."""
-    seeded = provider.seed()
-    first = refresh(client, provider, seeded["refresh_token"]).json()
-    replay = refresh(client, provider, seeded["refresh_token"])
+    seeded = mock_provider.seed()
+    first = refresh(http, mock_provider, seeded["refresh_token"]).json()
+    replay = refresh(http, mock_provider, seeded["refresh_token"])
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
-    assert not provider.is_access_token_valid(first["access_token"])
-    assert not provider.is_access_token_valid(seeded["access_token"])
-    assert provider.current_refresh_token(first["refresh_token"]) is None
-    successor = refresh(client, provider, first["refresh_token"])
+    assert not mock_provider.is_access_token_valid(first["access_token"])
+    assert not mock_provider.is_access_token_valid(seeded["access_token"])
+    assert mock_provider.current_refresh_token(first["refresh_token"]) is None
+    successor = refresh(http, mock_provider, first["refresh_token"])
     assert successor.status_code == 400
     assert successor.json()["error"] == "invalid_grant"
-    stats = provider.stats()
+    stats = mock_provider.stats()
     assert stats["reuse_detected"] == 1
     assert stats["families_revoked"] == 1
     assert stats["invalid_grant"] == 2
 
 
 def test_spent_token_without_reuse_detection_is_rejected_but_family_survives(
-    provider: MockProvider, client: httpx.Client
+    mock_provider: MockProvider, http: httpx.Client
 ) -> None:
     """With reuse_detection off a spent token is still rejected, but the family stays valid."""
-    provider.configure(reuse_detection=False)
-    seeded = provider.seed()
-    first = refresh(client, provider, seeded["refresh_token"]).json()
-    replay = refresh(client, provider, seeded["refresh_token"])
+    mock_provider.configure(reuse_detection=False)
+    seeded = mock_provider.seed()
+    first = refresh(http, mock_provider, seeded["refresh_token"]).json()
+    replay = refresh(http, mock_provider, seeded["refresh_token"])
     assert replay.json()["error"] == "invalid_grant"
-    assert provider.is_access_token_valid(first["access_token"])
-    assert refresh(client, provider, first["refresh_token"]).status_code == 200
-    assert provider.stats()["families_revoked"] == 0
+    assert mock_provider.is_access_token_valid(first["access_token"])
+    assert refresh(http, mock_provider, first["refresh_token"]).status_code == 200
+    assert mock_provider.stats()["families_revoked"] == 0
 
 
 def test_grace_window_accepts_just_spent_token(
-    provider: MockProvider, client: httpx.Client
+    mock_provider: MockProvider, http: httpx.Client
 ) -> None:
     """Within grace_seconds a spent token yields a fresh pair in the same family; after, reuse."""
-    provider.configure(grace_seconds=0.4)
-    seeded = provider.seed()
-    first = refresh(client, provider, seeded["refresh_token"]).json()
-    retry = refresh(client, provider, seeded["refresh_token"])
+    mock_provider.configure(grace_seconds=0.4)
+    seeded = mock_provider.seed()
+    first = refresh(http, mock_provider, seeded["refresh_token"]).json()
+    retry = refresh(http, mock_provider, seeded["refresh_token"])
     assert retry.status_code == 200
     second = retry.json()
     assert second["refresh_token"] not in (first["refresh_token"], seeded["refresh_token"])
-    assert provider.current_refresh_token(seeded["refresh_token"]) == second["refresh_token"]
-    assert provider.is_access_token_valid(first["access_token"])
-    assert provider.stats()["grace_accepted"] == 1
+    assert mock_provider.current_refresh_token(seeded["refresh_token"]) == second["refresh_token"]
+    assert mock_provider.is_access_token_valid(first["access_token"])
+    assert mock_provider.stats()["grace_accepted"] == 1
     time.sleep(0.5)
-    late = refresh(client, provider, seeded["refresh_token"])
+    late = refresh(http, mock_provider, seeded["refresh_token"])
     assert late.json()["error"] == "invalid_grant"
-    assert provider.current_refresh_token(second["refresh_token"]) is None
+    assert mock_provider.current_refresh_token(second["refresh_token"]) is None
 
 
-def test_no_rotation_keeps_refresh_token(provider: MockProvider, client: httpx.Client) -> None:
+def test_no_rotation_keeps_refresh_token(mock_provider: MockProvider, http: httpx.Client) -> None:
     """With rotation off every refresh returns the same refresh token and it stays usable."""
-    provider.configure(rotate_refresh_tokens=False)
-    seeded = provider.seed(refresh_token="my-long-lived-rt")
+    mock_provider.configure(rotate_refresh_tokens=False)
+    seeded = mock_provider.seed(refresh_token="my-long-lived-rt")
     for _ in range(3):
-        resp = refresh(client, provider, "my-long-lived-rt")
+        resp = refresh(http, mock_provider, "my-long-lived-rt")
         assert resp.status_code == 200
         assert resp.json()["refresh_token"] == "my-long-lived-rt"
-    assert provider.current_refresh_token(seeded["access_token"]) == "my-long-lived-rt"
-    assert provider.stats()["calls_by_refresh_token"] == {"my-long-lived-rt": 3}
+    assert mock_provider.current_refresh_token(seeded["access_token"]) == "my-long-lived-rt"
+    assert mock_provider.stats()["calls_by_refresh_token"] == {"my-long-lived-rt": 3}
 
 
 def test_unknown_refresh_token_is_invalid_grant(
-    provider: MockProvider, client: httpx.Client
+    mock_provider: MockProvider, http: httpx.Client
 ) -> None:
     """A refresh token the server never issued is rejected with 400 invalid_grant."""
-    resp = refresh(client, provider, "mock-rt-never-issued")
+    resp = refresh(http, mock_provider, "mock-rt-never-issued")
     assert resp.status_code == 400
     assert resp.json()["error"] == "invalid_grant"
-    assert provider.stats()["invalid_grant"] == 1
+    assert mock_provider.stats()["invalid_grant"] == 1
 
 
-def test_malformed_token_requests(provider: MockProvider, client: httpx.Client) -> None:
+def test_malformed_token_requests(mock_provider: MockProvider, http: httpx.Client) -> None:
     """Missing refresh_token, missing or unsupported grant_type give the RFC 6749 error codes."""
-    no_rt = client.post(provider.token_url, data={"grant_type": "refresh_token"}, auth=CLIENT)
+    no_rt = http.post(mock_provider.token_url, data={"grant_type": "refresh_token"}, auth=CLIENT)
     assert (no_rt.status_code, no_rt.json()["error"]) == (400, "invalid_request")
-    no_grant = client.post(provider.token_url, data={}, auth=CLIENT)
+    no_grant = http.post(mock_provider.token_url, data={}, auth=CLIENT)
     assert (no_grant.status_code, no_grant.json()["error"]) == (400, "invalid_request")
-    password = client.post(provider.token_url, data={"grant_type": "password"}, auth=CLIENT)
+    password = http.post(mock_provider.token_url, data={"grant_type": "password"}, auth=CLIENT)
     assert (password.status_code, password.json()["error"]) == (400, "unsupported_grant_type")
 
 
-def test_json_body_is_accepted(provider: MockProvider, client: httpx.Client) -> None:
+def test_json_body_is_accepted(mock_provider: MockProvider, http: httpx.Client) -> None:
     """The token endpoint also accepts an application/json body, including body client auth."""
-    seeded = provider.seed()
-    resp = client.post(
-        provider.token_url,
+    seeded = mock_provider.seed()
+    resp = http.post(
+        mock_provider.token_url,
         json={
             "grant_type": "refresh_token",
             "refresh_token": seeded["refresh_token"],
@@ -186,42 +185,44 @@ def test_json_body_is_accepted(provider: MockProvider, client: httpx.Client) -> 
     assert resp.json()["scope"] == "files.read"
 
 
-def test_access_token_expires(provider: MockProvider, client: httpx.Client) -> None:
+def test_access_token_expires(mock_provider: MockProvider, http: httpx.Client) -> None:
     """An access token stops being valid (also at /userinfo) once its lifetime has passed."""
-    seeded = provider.seed(lifetime_seconds=0.2)
+    seeded = mock_provider.seed(lifetime_seconds=0.2)
     headers = {"Authorization": f"Bearer {seeded['access_token']}"}
-    assert client.get(provider.url + "/userinfo", headers=headers).status_code == 200
+    assert http.get(mock_provider.url + "/userinfo", headers=headers).status_code == 200
     time.sleep(0.3)
-    assert not provider.is_access_token_valid(seeded["access_token"])
-    assert client.get(provider.url + "/userinfo", headers=headers).status_code == 401
+    assert not mock_provider.is_access_token_valid(seeded["access_token"])
+    assert http.get(mock_provider.url + "/userinfo", headers=headers).status_code == 401
 
 
 # ---------------------------------------------------------------- client authentication
 
 
-def test_any_mode_accepts_basic_and_body(provider: MockProvider, client: httpx.Client) -> None:
+def test_any_mode_accepts_basic_and_body(mock_provider: MockProvider, http: httpx.Client) -> None:
     """In "any" mode both HTTP Basic and body credentials work, and stats say which was used."""
-    seeded = provider.seed()
-    via_basic = refresh(client, provider, seeded["refresh_token"]).json()
+    seeded = mock_provider.seed()
+    via_basic = refresh(http, mock_provider, seeded["refresh_token"]).json()
     via_body = refresh(
-        client,
-        provider,
+        http,
+        mock_provider,
         via_basic["refresh_token"],
         auth=None,
         client_id=CLIENT[0],
         client_secret=CLIENT[1],
     )
     assert via_body.status_code == 200
-    assert provider.stats()["client_auth_used"] == {"basic": 1, "body": 1}
+    assert mock_provider.stats()["client_auth_used"] == {"basic": 1, "body": 1}
 
 
-def test_basic_mode_rejects_body_credentials(provider: MockProvider, client: httpx.Client) -> None:
+def test_basic_mode_rejects_body_credentials(
+    mock_provider: MockProvider, http: httpx.Client
+) -> None:
     """In "basic" mode body credentials get 401 invalid_client and the token is not spent."""
-    provider.configure(client_auth="basic")
-    seeded = provider.seed()
+    mock_provider.configure(client_auth="basic")
+    seeded = mock_provider.seed()
     resp = refresh(
-        client,
-        provider,
+        http,
+        mock_provider,
         seeded["refresh_token"],
         auth=None,
         client_id=CLIENT[0],
@@ -230,19 +231,21 @@ def test_basic_mode_rejects_body_credentials(provider: MockProvider, client: htt
     assert resp.status_code == 401
     assert resp.json()["error"] == "invalid_client"
     assert "Basic" in resp.headers["WWW-Authenticate"]
-    assert refresh(client, provider, seeded["refresh_token"]).status_code == 200
+    assert refresh(http, mock_provider, seeded["refresh_token"]).status_code == 200
 
 
-def test_body_mode_rejects_basic_credentials(provider: MockProvider, client: httpx.Client) -> None:
+def test_body_mode_rejects_basic_credentials(
+    mock_provider: MockProvider, http: httpx.Client
+) -> None:
     """In "body" mode an HTTP Basic header alone gets 401 invalid_client; body creds work."""
-    provider.configure(client_auth="body")
-    seeded = provider.seed()
-    resp = refresh(client, provider, seeded["refresh_token"])
+    mock_provider.configure(client_auth="body")
+    seeded = mock_provider.seed()
+    resp = refresh(http, mock_provider, seeded["refresh_token"])
     assert resp.status_code == 401
     assert resp.json()["error"] == "invalid_client"
     ok = refresh(
-        client,
-        provider,
+        http,
+        mock_provider,
         seeded["refresh_token"],
         auth=None,
         client_id=CLIENT[0],
@@ -251,90 +254,94 @@ def test_body_mode_rejects_basic_credentials(provider: MockProvider, client: htt
     assert ok.status_code == 200
 
 
-def test_wrong_or_missing_client_credentials(provider: MockProvider, client: httpx.Client) -> None:
+def test_wrong_or_missing_client_credentials(
+    mock_provider: MockProvider, http: httpx.Client
+) -> None:
     """A wrong secret, a wrong client id, garbage Basic or no credentials all get 401."""
-    seeded = provider.seed()
+    seeded = mock_provider.seed()
     rt = seeded["refresh_token"]
-    assert refresh(client, provider, rt, auth=(CLIENT[0], "wrong")).status_code == 401
-    assert refresh(client, provider, rt, auth=("other-client", CLIENT[1])).status_code == 401
-    assert refresh(client, provider, rt, auth=None).status_code == 401
-    garbage = client.post(
-        provider.token_url,
+    assert refresh(http, mock_provider, rt, auth=(CLIENT[0], "wrong")).status_code == 401
+    assert refresh(http, mock_provider, rt, auth=("other-client", CLIENT[1])).status_code == 401
+    assert refresh(http, mock_provider, rt, auth=None).status_code == 401
+    garbage = http.post(
+        mock_provider.token_url,
         data={"grant_type": "refresh_token", "refresh_token": rt},
         headers={"Authorization": "Basic !!!not-base64"},
     )
     assert garbage.status_code == 401
-    assert provider.stats()["invalid_client"] == 4
-    assert provider.current_refresh_token(rt) == rt  # never spent by failed auth
+    assert mock_provider.stats()["invalid_client"] == 4
+    assert mock_provider.current_refresh_token(rt) == rt  # never spent by failed auth
 
 
 def test_basic_auth_special_char_secret_is_form_urlencoded(
-    provider: MockProvider, client: httpx.Client
+    mock_provider: MockProvider, http: httpx.Client
 ) -> None:
     """A secret like "s3cr:t/+=" works only when Basic parts are form-urlencoded (RFC 6749)."""
-    provider.configure(client_id="my app", client_secret="s3cr:t/+=")
-    seeded = provider.seed()
+    mock_provider.configure(client_id="my app", client_secret="s3cr:t/+=")
+    seeded = mock_provider.seed()
     form = {"grant_type": "refresh_token", "refresh_token": seeded["refresh_token"]}
-    raw = client.post(
-        provider.token_url,
+    raw = http.post(
+        mock_provider.token_url,
         data=form,
         headers={"Authorization": basic_header("my app", "s3cr:t/+=", encode=False)},
     )
     assert raw.status_code == 401  # "+" decodes to a space, like oauthlib-based servers
-    encoded = client.post(
-        provider.token_url,
+    encoded = http.post(
+        mock_provider.token_url,
         data=form,
         headers={"Authorization": basic_header("my app", "s3cr:t/+=")},
     )
     assert encoded.status_code == 200
 
 
-def test_client_credentials_grant(provider: MockProvider, client: httpx.Client) -> None:
+def test_client_credentials_grant(mock_provider: MockProvider, http: httpx.Client) -> None:
     """client_credentials issues a valid access token and no refresh token."""
-    resp = client.post(
-        provider.token_url, data={"grant_type": "client_credentials", "scope": "a b"}, auth=CLIENT
+    resp = http.post(
+        mock_provider.token_url,
+        data={"grant_type": "client_credentials", "scope": "a b"},
+        auth=CLIENT,
     )
     assert resp.status_code == 200
     body = resp.json()
     assert "refresh_token" not in body
     assert body["scope"] == "a b"
     assert body["expires_in"] == 3600
-    assert provider.is_access_token_valid(body["access_token"])
-    assert provider.current_refresh_token(body["access_token"]) is None
-    me = client.get(
-        provider.url + "/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
+    assert mock_provider.is_access_token_valid(body["access_token"])
+    assert mock_provider.current_refresh_token(body["access_token"]) is None
+    me = http.get(
+        mock_provider.url + "/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
     assert me.json() == {"sub": "mock-client"}
-    assert provider.stats()["client_credentials_calls"] == 1
+    assert mock_provider.stats()["client_credentials_calls"] == 1
 
 
 # ---------------------------------------------------------------- response shapes
 
 
-def test_omit_expires_in(provider: MockProvider, client: httpx.Client) -> None:
+def test_omit_expires_in(mock_provider: MockProvider, http: httpx.Client) -> None:
     """omit_expires_in drops expires_in from the response, like Salesforce."""
-    provider.configure(omit_expires_in=True)
-    body = refresh(client, provider, provider.seed()["refresh_token"]).json()
+    mock_provider.configure(omit_expires_in=True)
+    body = refresh(http, mock_provider, mock_provider.seed()["refresh_token"]).json()
     assert "expires_in" not in body
     assert body["access_token"]
 
 
-def test_expires_in_as_string(provider: MockProvider, client: httpx.Client) -> None:
+def test_expires_in_as_string(mock_provider: MockProvider, http: httpx.Client) -> None:
     """expires_in_as_string sends expires_in as a JSON string, like PayPal."""
-    provider.configure(expires_in_as_string=True, token_lifetime_seconds=900)
-    body = refresh(client, provider, provider.seed()["refresh_token"]).json()
+    mock_provider.configure(expires_in_as_string=True, token_lifetime_seconds=900)
+    body = refresh(http, mock_provider, mock_provider.seed()["refresh_token"]).json()
     assert body["expires_in"] == "900"
 
 
-def test_omit_refresh_token_in_response(provider: MockProvider, client: httpx.Client) -> None:
+def test_omit_refresh_token_in_response(mock_provider: MockProvider, http: httpx.Client) -> None:
     """Dropbox style: the response has no refresh_token or scope and the old RT stays valid."""
-    provider.configure(omit_refresh_token_in_response=True)
-    rt = provider.seed()["refresh_token"]
+    mock_provider.configure(omit_refresh_token_in_response=True)
+    rt = mock_provider.seed()["refresh_token"]
     for _ in range(2):
-        resp = refresh(client, provider, rt)
+        resp = refresh(http, mock_provider, rt)
         assert resp.status_code == 200
         assert set(resp.json()) == {"access_token", "token_type", "expires_in"}
-    assert provider.current_refresh_token(rt) == rt
+    assert mock_provider.current_refresh_token(rt) == rt
 
 
 # ---------------------------------------------------------------- fault injection
@@ -353,79 +360,85 @@ def test_omit_refresh_token_in_response(provider: MockProvider, client: httpx.Cl
     ],
 )
 def test_injected_json_errors(
-    provider: MockProvider, client: httpx.Client, kind: str, status: int, expected: dict[str, Any]
+    mock_provider: MockProvider,
+    http: httpx.Client,
+    kind: str,
+    status: int,
+    expected: dict[str, Any],
 ) -> None:
     """Each injected JSON error kind answers with its status and body and spends no token."""
-    rt = provider.seed()["refresh_token"]
-    provider.inject(kind)
-    resp = refresh(client, provider, rt)
+    rt = mock_provider.seed()["refresh_token"]
+    mock_provider.inject(kind)
+    resp = refresh(http, mock_provider, rt)
     assert resp.status_code == status
     assert resp.headers["Content-Length"] == str(len(resp.content))
     body = resp.json()
     assert {k: body.get(k) for k in expected} == expected
     if kind == "429":
         assert resp.headers["Retry-After"] == "2"
-    assert refresh(client, provider, rt).status_code == 200  # the injection was consumed
-    stats = provider.stats()
+    assert refresh(http, mock_provider, rt).status_code == 200  # the injection was consumed
+    stats = mock_provider.stats()
     assert stats["injected_errors"] == 1
     assert stats["successes"] == 1
 
 
 def test_injection_queue_order_retry_after_and_count(
-    provider: MockProvider, client: httpx.Client
+    mock_provider: MockProvider, http: httpx.Client
 ) -> None:
     """Injections apply in order, count repeats a kind, and retry_after sets Retry-After."""
-    rt = provider.seed()["refresh_token"]
-    provider.inject("429", retry_after=7)
-    provider.inject("503", count=2, retry_after=3)
-    first = refresh(client, provider, rt)
+    rt = mock_provider.seed()["refresh_token"]
+    mock_provider.inject("429", retry_after=7)
+    mock_provider.inject("503", count=2, retry_after=3)
+    first = refresh(http, mock_provider, rt)
     assert (first.status_code, first.headers["Retry-After"]) == (429, "7")
     for _ in range(2):
-        resp = refresh(client, provider, rt)
+        resp = refresh(http, mock_provider, rt)
         assert (resp.status_code, resp.headers["Retry-After"]) == (503, "3")
-    assert refresh(client, provider, rt).status_code == 200
+    assert refresh(http, mock_provider, rt).status_code == 200
 
 
-def test_injected_non_json(provider: MockProvider, client: httpx.Client) -> None:
+def test_injected_non_json(mock_provider: MockProvider, http: httpx.Client) -> None:
     """non_json answers 200 with an HTML body that is not JSON."""
-    provider.inject("non_json")
-    resp = refresh(client, provider, provider.seed()["refresh_token"])
+    mock_provider.inject("non_json")
+    resp = refresh(http, mock_provider, mock_provider.seed()["refresh_token"])
     assert resp.status_code == 200
     assert resp.headers["Content-Type"].startswith("text/html")
     with pytest.raises(ValueError):
         resp.json()
 
 
-def test_injected_custom_body(provider: MockProvider, client: httpx.Client) -> None:
+def test_injected_custom_body(mock_provider: MockProvider, http: httpx.Client) -> None:
     """custom answers 400 with exactly the given JSON body."""
-    provider.inject("custom", body={"error": "invalid_request", "error_description": "expired"})
-    resp = refresh(client, provider, provider.seed()["refresh_token"])
+    mock_provider.inject(
+        "custom", body={"error": "invalid_request", "error_description": "expired"}
+    )
+    resp = refresh(http, mock_provider, mock_provider.seed()["refresh_token"])
     assert resp.status_code == 400
     assert resp.json() == {"error": "invalid_request", "error_description": "expired"}
 
 
-def test_inject_rejects_unknown_kind(provider: MockProvider) -> None:
+def test_inject_rejects_unknown_kind(mock_provider: MockProvider) -> None:
     """inject() refuses unknown kinds and non-positive counts."""
     with pytest.raises(ValueError):
-        provider.inject("teapot")
+        mock_provider.inject("teapot")
     with pytest.raises(ValueError):
-        provider.inject("500", count=0)
+        mock_provider.inject("500", count=0)
 
 
 def test_injected_timeout_hangs_and_stop_does_not() -> None:
     """timeout makes the client time out, and stop() returns promptly despite the hang."""
-    provider = MockProvider().start()
+    mock_provider = MockProvider().start()
     try:
-        rt = provider.seed()["refresh_token"]
-        provider.inject("timeout")
+        rt = mock_provider.seed()["refresh_token"]
+        mock_provider.inject("timeout")
         with httpx.Client(timeout=0.3) as short, pytest.raises(httpx.TimeoutException):
-            refresh(short, provider, rt)
-        assert provider.stats()["in_flight"] == 1  # still hanging server-side
+            refresh(short, mock_provider, rt)
+        assert mock_provider.stats()["in_flight"] == 1  # still hanging server-side
     finally:
         started = time.monotonic()
-        provider.stop()
+        mock_provider.stop()
         assert time.monotonic() - started < 2.0
-    assert _eventually(lambda: provider.stats()["in_flight"] == 0)
+    assert _eventually(lambda: mock_provider.stats()["in_flight"] == 0)
 
 
 def _eventually(predicate: Any, timeout: float = 2.0) -> bool:
@@ -441,38 +454,38 @@ def _eventually(predicate: Any, timeout: float = 2.0) -> bool:
 # ---------------------------------------------------------------- latency, stats, concurrency
 
 
-def test_latency_is_applied(provider: MockProvider, client: httpx.Client) -> None:
+def test_latency_is_applied(mock_provider: MockProvider, http: httpx.Client) -> None:
     """latency_seconds delays every token response by at least that long."""
-    provider.configure(latency_seconds=0.3)
-    rt = provider.seed()["refresh_token"]
+    mock_provider.configure(latency_seconds=0.3)
+    rt = mock_provider.seed()["refresh_token"]
     started = time.monotonic()
-    resp = refresh(client, provider, rt)
+    resp = refresh(http, mock_provider, rt)
     assert resp.status_code == 200
     assert time.monotonic() - started >= 0.3
 
 
-def test_lost_response_still_rotates(provider: MockProvider) -> None:
+def test_lost_response_still_rotates(mock_provider: MockProvider) -> None:
     """A client that times out during latency loses a refresh that happened; its retry is reuse."""
-    provider.configure(latency_seconds=0.4)
-    seeded = provider.seed()
+    mock_provider.configure(latency_seconds=0.4)
+    seeded = mock_provider.seed()
     with httpx.Client(timeout=0.1) as short, pytest.raises(httpx.TimeoutException):
-        refresh(short, provider, seeded["refresh_token"])
-    provider.configure(latency_seconds=0.0)
+        refresh(short, mock_provider, seeded["refresh_token"])
+    mock_provider.configure(latency_seconds=0.0)
     with httpx.Client(timeout=5.0) as c:
-        retry = refresh(c, provider, seeded["refresh_token"])
+        retry = refresh(c, mock_provider, seeded["refresh_token"])
     assert retry.json()["error"] == "invalid_grant"
-    assert provider.stats()["reuse_detected"] == 1
+    assert mock_provider.stats()["reuse_detected"] == 1
 
 
-def test_stats_counters_and_reset(provider: MockProvider, client: httpx.Client) -> None:
+def test_stats_counters_and_reset(mock_provider: MockProvider, http: httpx.Client) -> None:
     """stats() counts calls by grant, outcome and refresh token; reset_stats() zeroes them."""
-    rt = provider.seed()["refresh_token"]
-    new_rt = refresh(client, provider, rt).json()["refresh_token"]
-    refresh(client, provider, "mock-rt-unknown")
-    client.post(provider.token_url, data={"grant_type": "client_credentials"}, auth=CLIENT)
-    provider.inject("500")
-    refresh(client, provider, new_rt)
-    stats = provider.stats()
+    rt = mock_provider.seed()["refresh_token"]
+    new_rt = refresh(http, mock_provider, rt).json()["refresh_token"]
+    refresh(http, mock_provider, "mock-rt-unknown")
+    http.post(mock_provider.token_url, data={"grant_type": "client_credentials"}, auth=CLIENT)
+    mock_provider.inject("500")
+    refresh(http, mock_provider, new_rt)
+    stats = mock_provider.stats()
     assert stats["token_calls"] == 4
     assert stats["refresh_calls"] == 3
     assert stats["client_credentials_calls"] == 1
@@ -481,17 +494,17 @@ def test_stats_counters_and_reset(provider: MockProvider, client: httpx.Client) 
     assert stats["injected_errors"] == 1
     assert stats["max_concurrent"] == 1
     assert stats["calls_by_refresh_token"] == {rt: 1, "mock-rt-unknown": 1, new_rt: 1}
-    provider.reset_stats()
-    stats = provider.stats()
+    mock_provider.reset_stats()
+    stats = mock_provider.stats()
     assert stats["token_calls"] == 0
     assert stats["calls_by_refresh_token"] == {}
-    assert refresh(client, provider, new_rt).status_code == 200  # tokens survive a reset
+    assert refresh(http, mock_provider, new_rt).status_code == 200  # tokens survive a reset
 
 
-def test_200_concurrent_refreshes_of_one_token(provider: MockProvider) -> None:
+def test_200_concurrent_refreshes_of_one_token(mock_provider: MockProvider) -> None:
     """200 simultaneous refreshes of one rotating token: one success, 199 invalid_grant."""
-    provider.configure(latency_seconds=0.3)
-    rt = provider.seed()["refresh_token"]
+    mock_provider.configure(latency_seconds=0.3)
+    rt = mock_provider.seed()["refresh_token"]
     n = 200
     barrier = threading.Barrier(n)
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
@@ -499,7 +512,7 @@ def test_200_concurrent_refreshes_of_one_token(provider: MockProvider) -> None:
 
         def attempt(_: int) -> tuple[int, dict[str, Any]]:
             barrier.wait()
-            resp = refresh(shared, provider, rt)
+            resp = refresh(shared, mock_provider, rt)
             return resp.status_code, resp.json()
 
         with ThreadPoolExecutor(max_workers=n) as pool:
@@ -509,9 +522,9 @@ def test_200_concurrent_refreshes_of_one_token(provider: MockProvider) -> None:
     assert all(body["error"] == "invalid_grant" for status, body in results if status == 400)
     winner = next(body for status, body in results if status == 200)
     # The replays revoked the winner's family: a refresher without single-flight loses it all.
-    assert not provider.is_access_token_valid(winner["access_token"])
-    assert provider.current_refresh_token(rt) is None
-    stats = provider.stats()
+    assert not mock_provider.is_access_token_valid(winner["access_token"])
+    assert mock_provider.current_refresh_token(rt) is None
+    stats = mock_provider.stats()
     assert stats["refresh_calls"] == n
     assert stats["calls_by_refresh_token"] == {rt: n}
     assert stats["reuse_detected"] == n - 1
@@ -522,57 +535,58 @@ def test_200_concurrent_refreshes_of_one_token(provider: MockProvider) -> None:
 # ---------------------------------------------------------------- other endpoints
 
 
-def test_admin_endpoints(provider: MockProvider, client: httpx.Client) -> None:
+def test_admin_endpoints(mock_provider: MockProvider, http: httpx.Client) -> None:
     """The /_mock endpoints seed, configure, inject, report and reset over HTTP."""
-    seeded = client.post(provider.url + "/_mock/seed", json={"refresh_token": "rt-over-http"})
+    seeded = http.post(mock_provider.url + "/_mock/seed", json={"refresh_token": "rt-over-http"})
     assert seeded.status_code == 200
     assert seeded.json()["refresh_token"] == "rt-over-http"
     assert seeded.json()["access_token"].startswith("mock-at-")
 
-    cfg = client.post(provider.url + "/_mock/config", json={"rotate_refresh_tokens": False})
+    cfg = http.post(mock_provider.url + "/_mock/config", json={"rotate_refresh_tokens": False})
     assert cfg.status_code == 200
     assert cfg.json()["rotate_refresh_tokens"] is False
     assert cfg.json()["client_secret"] == "***"
-    assert provider.config.rotate_refresh_tokens is False
-    bad = client.post(provider.url + "/_mock/config", json={"no_such_field": 1})
+    assert mock_provider.config.rotate_refresh_tokens is False
+    bad = http.post(mock_provider.url + "/_mock/config", json={"no_such_field": 1})
     assert bad.status_code == 400
-    bad_type = client.post(provider.url + "/_mock/config", json={"client_auth": "mtls"})
+    bad_type = http.post(mock_provider.url + "/_mock/config", json={"client_auth": "mtls"})
     assert bad_type.status_code == 400
 
-    inj = client.post(provider.url + "/_mock/inject", json={"kind": "429", "retry_after": 5})
+    inj = http.post(mock_provider.url + "/_mock/inject", json={"kind": "429", "retry_after": 5})
     assert inj.status_code == 200
-    limited = refresh(client, provider, "rt-over-http")
+    limited = refresh(http, mock_provider, "rt-over-http")
     assert (limited.status_code, limited.headers["Retry-After"]) == (429, "5")
-    assert client.post(provider.url + "/_mock/inject", json={"kind": "nope"}).status_code == 400
+    assert http.post(mock_provider.url + "/_mock/inject", json={"kind": "nope"}).status_code == 400
 
-    assert refresh(client, provider, "rt-over-http").json()["refresh_token"] == "rt-over-http"
-    stats = client.get(provider.url + "/_mock/stats").json()
+    assert refresh(http, mock_provider, "rt-over-http").json()["refresh_token"] == "rt-over-http"
+    stats = http.get(mock_provider.url + "/_mock/stats").json()
     assert stats["token_calls"] == 2
     assert stats["injected_errors"] == 1
-    assert client.post(provider.url + "/_mock/reset").status_code == 200
-    assert client.get(provider.url + "/_mock/stats").json()["token_calls"] == 0
+    assert http.post(mock_provider.url + "/_mock/reset").status_code == 200
+    assert http.get(mock_provider.url + "/_mock/stats").json()["token_calls"] == 0
 
 
-def test_health_userinfo_and_unknown_paths(provider: MockProvider, client: httpx.Client) -> None:
+def test_health_userinfo_and_unknown_paths(mock_provider: MockProvider, http: httpx.Client) -> None:
     """/health is 200, /userinfo checks the bearer, unknown paths are 404, wrong methods 405."""
-    assert client.get(provider.url + "/health").json() == {"status": "ok"}
-    seeded = provider.seed()
-    ok = client.get(
-        provider.url + "/userinfo", headers={"Authorization": f"Bearer {seeded['access_token']}"}
+    assert http.get(mock_provider.url + "/health").json() == {"status": "ok"}
+    seeded = mock_provider.seed()
+    ok = http.get(
+        mock_provider.url + "/userinfo",
+        headers={"Authorization": f"Bearer {seeded['access_token']}"},
     )
     assert ok.status_code == 200
     assert ok.json()["sub"].startswith("mock-user-")
-    assert client.get(provider.url + "/userinfo").status_code == 401
-    missing = client.get(provider.url + "/nope")
+    assert http.get(mock_provider.url + "/userinfo").status_code == 401
+    missing = http.get(mock_provider.url + "/nope")
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"
     assert missing.headers["Content-Length"] == str(len(missing.content))
-    wrong = client.get(provider.token_url)
+    wrong = http.get(mock_provider.token_url)
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "POST"
 
 
-def test_constructor_config_is_used_and_validated(client: httpx.Client) -> None:
+def test_constructor_config_is_used_and_validated(http: httpx.Client) -> None:
     """The config given to the constructor drives responses, and an invalid one is refused."""
     with pytest.raises(ValueError):
         MockProvider(MockProviderConfig(client_auth="private_key_jwt"))
@@ -580,29 +594,29 @@ def test_constructor_config_is_used_and_validated(client: httpx.Client) -> None:
     with MockProvider(config) as p:
         assert p.config is config
         assert p.token_url == p.url + "/oauth/token"
-        body = refresh(client, p, p.seed()["refresh_token"], auth=("cid", "cs")).json()
+        body = refresh(http, p, p.seed()["refresh_token"], auth=("cid", "cs")).json()
         assert body["expires_in"] == 120
 
 
-def test_configure_validates(provider: MockProvider) -> None:
+def test_configure_validates(mock_provider: MockProvider) -> None:
     """configure() rejects unknown fields and bad values without changing anything."""
     with pytest.raises(ValueError):
-        provider.configure(nonsense=True)
+        mock_provider.configure(nonsense=True)
     with pytest.raises(ValueError):
-        provider.configure(client_auth="mtls", latency_seconds=1)
+        mock_provider.configure(client_auth="mtls", latency_seconds=1)
     with pytest.raises(ValueError):
-        provider.configure(rotate_refresh_tokens="yes")
-    assert provider.config.latency_seconds == 0.0
-    assert provider.config.client_auth == "any"
+        mock_provider.configure(rotate_refresh_tokens="yes")
+    assert mock_provider.config.latency_seconds == 0.0
+    assert mock_provider.config.client_auth == "any"
 
 
-def test_keep_alive_reuses_one_connection(provider: MockProvider) -> None:
+def test_keep_alive_reuses_one_connection(mock_provider: MockProvider) -> None:
     """Sequential requests from one client reuse a single HTTP/1.1 keep-alive connection."""
-    rt = provider.seed()["refresh_token"]
+    rt = mock_provider.seed()["refresh_token"]
     peers = set()
     with httpx.Client(timeout=5.0) as c:
         for _ in range(5):
-            resp = refresh(c, provider, rt)
+            resp = refresh(c, mock_provider, rt)
             rt = resp.json()["refresh_token"]
             stream = resp.extensions["network_stream"]
             peers.add(stream.get_extra_info("client_addr"))

@@ -1,40 +1,57 @@
 """The seam between the read API and the refresh engine.
 
 The API's ``GET /connection(s)/{id}`` hands the row it read to a :class:`ReadRefresher`, which
-returns the row and credentials to serve (refreshed if needed) or raises :class:`RefreshDenied`.
+returns the row and credentials to serve (refreshed if needed) or raises :class:`RefreshDenied`
+with a :class:`Refusal`: *why* nothing can be served. How a refusal is answered (status, code,
+message) is the API's business: :mod:`freshtoken.api.read_gate`.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Protocol
 
 from freshtoken.store.models import Connection
 
 
-class RefreshDenied(Exception):
-    """The connection's credentials cannot be served; the API answers ``invalid_credentials``.
+class Refusal(StrEnum):
+    """Why the refresh core cannot serve a connection's credentials."""
 
-    ``http_status`` is 400 when the provider rejected the refresh and 424 when freshtoken declined
-    to try (exhausted, cooling down after a failure, or needing re-authorisation); 503 with code
-    ``lock_unavailable`` when the lock service (Redis) is down, since refreshing without the lock
-    could spend a rotating refresh token twice.
+    # Declined without trying: the failure budget is spent (4 days of failures).
+    EXHAUSTED = "exhausted"
+    # Declined without trying: the provider rejected the grant; someone must re-authorise.
+    NEEDS_REAUTH = "needs_reauth"
+    # Declined without trying: a transient failure is seconds old (the read retry backoff).
+    COOLDOWN = "cooldown"
+    # Another holder kept the connection's lock past the wait, and left no fresh token.
+    LOCK_TIMEOUT = "lock_timeout"
+    # No slot of the provider's rate limit within a waiting caller's budget.
+    RATE_LIMITED = "rate_limited"
+    # The lock service (Redis) is down: refreshing without the lock could spend a rotating
+    # refresh token twice, so nobody refreshes.
+    LOCK_UNAVAILABLE = "lock_unavailable"
+    # The provider refused the refresh for good (invalid_grant and its forms).
+    PROVIDER_REJECTED = "provider_rejected"
+    # The refresh failed for any other reason (timeout, 5xx, ...) and the token is expired.
+    FAILED = "failed"
+
+
+class RefreshDenied(Exception):
+    """The connection's credentials cannot be served, for ``reason``.
+
+    ``connection`` is the newest row the core saw (shown to the caller without credentials) and
+    ``log_id`` the ``token.refresh`` line (or the recorded failure) that explains the refusal.
     """
 
     def __init__(
         self,
+        reason: Refusal,
         *,
-        http_status: int,
-        reason: str,
-        message: str,
         connection: Connection | None = None,
         log_id: str | None = None,
-        code: str = "invalid_credentials",
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
+        super().__init__(reason.value)
         self.reason = reason
-        self.message = message
         self.connection = connection
         self.log_id = log_id
 

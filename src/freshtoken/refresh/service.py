@@ -72,7 +72,7 @@ from freshtoken.refresh.locks import (
 from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites, RedisPendingWrites
 from freshtoken.refresh.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from freshtoken.refresh.runner import LoopRunner
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.settings import Settings
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore, RefreshWrite
@@ -90,28 +90,13 @@ R = TypeVar("R")
 TRIGGERS = events.TRIGGERS
 OUTCOMES = events.OUTCOMES
 
-MSG_EXTERNAL = (
-    "The external API returned an error when trying to refresh the access token. "
-    "Please try again later."
-)
-MSG_EXHAUSTED = "The refresh limit has been reached for this connection."
-MSG_BACKOFF = "A recent refresh attempt failed. Backing off before retrying."
-MSG_REAUTH = "The connection's authorization was rejected by the provider and must be renewed."
-MSG_LOCK_DOWN = (
-    "The lock service is unavailable, so the token cannot be refreshed safely right now."
-)
 # error_code of a refresh stopped under the lock: the connection was marked dead meanwhile.
 REJECTED_MEANWHILE = "needs_reauth"
 # error_code of a refresh stopped under the lock: a transient failure was recorded meanwhile.
 FAILED_MEANWHILE = "failed_meanwhile"
 
-MSG_LOCK = "Another refresh of this connection is in progress. Please try again shortly."
-MSG_RATE = (
-    "The provider's refresh rate limit is reached. Please try again in a moment "
-    "(the current token, if still valid, is served on a read without force_refresh)."
-)
 # A caller is waiting on forced, on-read and manual refreshes: they wait this long at most for
-# a slot of the provider's rate limit, then get 429 rate_limited (issue 10).
+# a slot of the provider's rate limit, then are refused (Refusal.RATE_LIMITED, issue 10).
 CALLER_RATE_WAIT_SECONDS = 2.0
 
 
@@ -265,7 +250,11 @@ class RefreshService:
     async def arefresh_for_read(
         self, conn: Connection, credentials: dict[str, Any], *, force: bool
     ) -> tuple[Connection, dict[str, Any]]:
-        """The read API's seam: serve fresh credentials or raise :class:`RefreshDenied`."""
+        """The read API's seam: serve fresh credentials or raise :class:`RefreshDenied`.
+
+        The refusal says why (a :class:`Refusal`); the API decides how that is answered
+        (:mod:`freshtoken.api.read_gate`).
+        """
         now = self.clock.now()
         spec = self.catalog.get(conn.provider)
         if not policy.is_refreshable(conn):
@@ -276,9 +265,7 @@ class RefreshService:
         if not force:
             if conn.refresh_exhausted or conn.needs_reauth:
                 raise RefreshDenied(
-                    http_status=424,
-                    reason="exhausted" if conn.refresh_exhausted else "needs_reauth",
-                    message=MSG_EXHAUSTED if conn.refresh_exhausted else MSG_REAUTH,
+                    Refusal.EXHAUSTED if conn.refresh_exhausted else Refusal.NEEDS_REAUTH,
                     connection=conn,
                     log_id=conn.auth_error_log_id,
                 )
@@ -287,16 +274,12 @@ class RefreshService:
                     return conn, credentials  # still valid: serve it, retry after the cooldown
                 # An expired token past a transient failure is refreshed once the short retry
                 # backoff (seconds, as the scan's) has passed (single flight: one flight per
-                # process, the lock and the check under it across processes). A 424 for the
+                # process, the lock and the check under it across processes). A refusal for the
                 # whole cooldown would refuse reads while the provider is healthy again; no
                 # backoff at all would send every read of a failing connection to the provider.
                 if policy.in_read_backoff(conn, now, self.settings):
                     raise RefreshDenied(
-                        http_status=424,
-                        reason="cooldown",
-                        message=MSG_BACKOFF,
-                        connection=conn,
-                        log_id=conn.auth_error_log_id,
+                        Refusal.COOLDOWN, connection=conn, log_id=conn.auth_error_log_id
                     )
         result = await self.arefresh(
             conn.id,
@@ -315,14 +298,7 @@ class RefreshService:
             and result.error.error_code == "throttled"
             and (force or policy.is_expired(latest, self.clock.now()))
         ):
-            raise RefreshDenied(
-                http_status=429,
-                reason="rate_limited",
-                message=MSG_RATE,
-                connection=latest,
-                log_id=result.log_id,
-                code="rate_limited",
-            )
+            raise RefreshDenied(Refusal.RATE_LIMITED, connection=latest, log_id=result.log_id)
         if (
             result.error is not None
             and result.error.error_class == TRANSIENT
@@ -332,35 +308,22 @@ class RefreshService:
             # A provider hiccup must not take down a caller whose token still works.
             return latest, result.credentials or credentials
         if result.error is not None and result.error.error_code == "lock_unavailable":
-            raise RefreshDenied(
-                http_status=503,
-                reason="lock_unavailable",
-                message=MSG_LOCK_DOWN,
-                connection=latest,
-                log_id=result.log_id,
-                code="lock_unavailable",
-            )
+            raise RefreshDenied(Refusal.LOCK_UNAVAILABLE, connection=latest, log_id=result.log_id)
         if result.error is not None and result.error.error_code == REJECTED_MEANWHILE:
             # The refresh another caller just had rejected: answer as later reads will.
             raise RefreshDenied(
-                http_status=424,
-                reason="exhausted" if latest.refresh_exhausted else "needs_reauth",
-                message=MSG_EXHAUSTED if latest.refresh_exhausted else MSG_REAUTH,
+                Refusal.EXHAUSTED if latest.refresh_exhausted else Refusal.NEEDS_REAUTH,
                 connection=latest,
                 log_id=latest.auth_error_log_id,
             )
         if result.outcome == "lock_timeout":
-            raise RefreshDenied(
-                http_status=424,
-                reason="lock_timeout",
-                message=MSG_LOCK,
-                connection=latest,
-                log_id=result.log_id,
-            )
+            raise RefreshDenied(Refusal.LOCK_TIMEOUT, connection=latest, log_id=result.log_id)
         raise RefreshDenied(
-            http_status=400,
-            reason="provider_rejected" if result.error and result.error.permanent else "failed",
-            message=MSG_EXTERNAL,
+            (
+                Refusal.PROVIDER_REJECTED
+                if result.error and result.error.permanent
+                else Refusal.FAILED
+            ),
             connection=latest,
             log_id=result.log_id,
         )
@@ -737,7 +700,7 @@ class RefreshService:
         budget_end = self._lock_deadline(attempt) - settings.provider_deadline
         if attempt.trigger not in ("scheduled", "keepalive"):
             # Every trigger counts against the provider's limit (20 forced reads were 20 calls);
-            # a waiting caller gets a short wait, then 429.
+            # a waiting caller gets a short wait, then a rate_limited refusal.
             budget_end = min(budget_end, self.clock.monotonic() + CALLER_RATE_WAIT_SECONDS)
         while (wait := await asyncio.to_thread(self._rate_wait, attempt, provider, rate)) > 0:
             if self.clock.monotonic() + wait > budget_end:

@@ -37,7 +37,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def provider(clock: FakeClock) -> Iterator[MockProvider]:
+def authmode_provider(clock: FakeClock) -> Iterator[MockProvider]:
     """The mock provider with a TWO_STEP/BILL user registered."""
     with MockProvider() as mock:
         mock.authmodes.register_user("ada", "pw-1")
@@ -232,22 +232,22 @@ def _refresh_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_two_step_logs_in_then_refreshes_with_a_rotating_refresh_token(
-    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+    live: tuple[Runtime, TestClient], authmode_provider: MockProvider, clock: FakeClock
 ) -> None:
     """TWO_STEP: the first read logs in; a later one spends the refresh token exactly once."""
     _, client = live
-    provider.authmodes.two_step_token_lifetime_seconds = 600
+    authmode_provider.authmodes.two_step_token_lifetime_seconds = 600
     _integration(client, "mock-two-step", "k")
     created = _import(
         client,
         "k",
         {"type": "TWO_STEP", "username": "ada", "password": "pw-1"},
-        {"api_base": provider.url},
+        {"api_base": authmode_provider.url},
     )
     assert created.status_code == 201, created.text
     with capture_logs() as logs:
         first = _read(client, "k", refresh_token="true").json()["credentials"]
-    assert provider.authmodes.is_token_valid(first["token"])
+    assert authmode_provider.authmodes.is_token_valid(first["token"])
     assert first["username"] == "ada" and first["refresh_token"].startswith("tsr-")
     clock.advance(560)  # inside the read margin of a 10-minute token
     with capture_logs() as more:
@@ -260,7 +260,7 @@ def test_two_step_logs_in_then_refreshes_with_a_rotating_refresh_token(
         ("success", True),
         ("success", True),
     ]
-    stats = provider.authmodes.stats()
+    stats = authmode_provider.authmodes.stats()
     assert stats["two_step_calls"] == 2 and stats["two_step_refresh_reused"] == 0
     # Without refresh_token=true the refresh token is stripped, as for OAUTH2.
     plain = _read(client, "k").json()["credentials"]
@@ -268,7 +268,7 @@ def test_two_step_logs_in_then_refreshes_with_a_rotating_refresh_token(
 
 
 def test_two_step_bad_password_is_permanent(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], authmode_provider: MockProvider
 ) -> None:
     """A refused login marks the connection as needing re-authorisation (400 on read)."""
     _, client = live
@@ -277,7 +277,7 @@ def test_two_step_bad_password_is_permanent(
         client,
         "k",
         {"type": "TWO_STEP", "username": "ada", "password": "no"},
-        {"api_base": provider.url},
+        {"api_base": authmode_provider.url},
     )
     with capture_logs() as logs:
         response = _read(client, "k")
@@ -287,7 +287,7 @@ def test_two_step_bad_password_is_permanent(
 
 
 def test_bill_session_is_renewed(
-    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+    live: tuple[Runtime, TestClient], authmode_provider: MockProvider, clock: FakeClock
 ) -> None:
     """BILL: an expired session is replaced by logging in again (35-minute sessions)."""
     _, client = live
@@ -304,11 +304,13 @@ def test_bill_session_is_renewed(
             "session_id": "old",
             "expires_at": (clock.now() - dt.timedelta(seconds=5)).isoformat(),
         },
-        {"api_base": provider.url},
+        {"api_base": authmode_provider.url},
     )
     assert created.status_code == 201, created.text
     creds = _read(client, "k").json()["credentials"]
-    assert creds["session_id"] != "old" and provider.authmodes.is_token_valid(creds["session_id"])
+    assert creds["session_id"] != "old" and authmode_provider.authmodes.is_token_valid(
+        creds["session_id"]
+    )
     expires = dt.datetime.fromisoformat(creds["expires_at"].replace("Z", "+00:00"))
     assert expires - clock.now() == dt.timedelta(minutes=35)
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from freshtoken.clock import FakeClock
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.runtime import Runtime
 from freshtoken.store.credentials import iso
 from freshtoken.store.models import Connection
@@ -315,20 +315,30 @@ def test_refresher_gets_decrypted_credentials_and_force_flag(
     assert fake.calls[1][2] is False
 
 
-@pytest.mark.parametrize(("status", "reason"), [(400, "provider_rejected"), (424, "exhausted")])
+@pytest.mark.parametrize(
+    ("reason", "status", "message"),
+    [
+        (
+            Refusal.PROVIDER_REJECTED,
+            400,
+            "The external API returned an error when trying to refresh the access token. "
+            "Please try again later.",
+        ),
+        (Refusal.EXHAUSTED, 424, "The refresh limit has been reached for this connection."),
+    ],
+)
 @pytest.mark.usefixtures("oauth2")
 def test_refresh_denied_is_invalid_credentials_envelope(
-    runtime: Runtime, client: TestClient, status: int, reason: str
+    runtime: Runtime, client: TestClient, reason: Refusal, status: int, message: str
 ) -> None:
-    """RefreshDenied answers its status, invalid_credentials, and the credential-less connection."""
-    runtime.refresher = FakeRefresher(
-        RefreshDenied(http_status=status, reason=reason, message="Refresh failed.", log_id="log-9")
-    )
+    """A refusal answers its status, invalid_credentials, its message and the credential-less
+    connection."""
+    runtime.refresher = FakeRefresher(RefreshDenied(reason, log_id="log-9"))
     response = _get(client, refresh_token="true")
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == "invalid_credentials"
-    assert error["message"] == "Refresh failed."
+    assert error["message"] == message
     connection = error["payload"]["connection"]
     assert set(connection) == FULL_KEYS
     assert connection["credentials"] == {}
@@ -347,9 +357,7 @@ def test_refresh_denied_prefers_the_connection_it_carries(
         row = store.get_connection(PCK, "c1")
         assert row is not None
         row.metadata_ = {"from": "refresher"}
-    runtime.refresher = FakeRefresher(
-        RefreshDenied(http_status=424, reason="backoff", message="Backing off.", connection=row)
-    )
+    runtime.refresher = FakeRefresher(RefreshDenied(Refusal.COOLDOWN, connection=row))
     error = _get(client).json()["error"]
     assert error["payload"]["connection"]["metadata"] == {"from": "refresher"}
     assert error["payload"]["connection"]["errors"] == []

@@ -14,8 +14,8 @@ Content-Length) never reach the app, so their 400 is uvicorn's plain text, not t
 those "a 4xx, promptly, and the server still serves and changed nothing" is what is checked.
 
 NUL (U+0000) is refused in every body string and query parameter: PostgreSQL stores it in neither
-text nor jsonb, and it used to surface as 503 database_unavailable. One test (``integration``,
-skipped without PostgreSQL) checks that on PostgreSQL itself.
+text nor jsonb, and it used to surface as 503 database_unavailable (checked on PostgreSQL itself
+in tests/integration/test_hostile_postgres.py).
 """
 
 from __future__ import annotations
@@ -34,13 +34,10 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import text
-from tests.support import ENCRYPTION_KEY, SECRET_KEY
+from tests.support import ENCRYPTION_KEY, SECRET_KEY, assert_envelope
 
-from freshtoken import migrate
-from freshtoken.api.app import MAX_BODY_BYTES, MAX_HEADER_BYTES, create_app
-from freshtoken.runtime import Runtime, build_runtime
-from freshtoken.settings import Settings
+from freshtoken.api.app import MAX_BODY_BYTES, MAX_HEADER_BYTES
+from freshtoken.runtime import Runtime
 
 Rows = dict[str, list[tuple[Any, ...]]]
 Reject = Callable[..., dict[str, Any]]
@@ -82,37 +79,8 @@ for _route in WRITE_ROUTES:
     VALID_BODIES.setdefault(_route, METADATA_BODY)
 
 
-def stored_rows(runtime: Runtime) -> Rows:
-    """Every row of both tables, on any database (``snapshot`` is the SQLite runtime's)."""
-    rows: Rows = {}
-    with runtime.engine.connect() as conn:
-        for table in ("integrations", "connections"):
-            query = text(f"SELECT * FROM {table} ORDER BY id")  # noqa: S608 - constant names
-            rows[table] = [tuple(row) for row in conn.execute(query)]
-    return rows
-
-
 def _ids(routes: list[tuple[str, str]]) -> list[str]:
     return [f"{method} {url.split('?')[0]}" for method, url in routes]
-
-
-def assert_envelope(
-    response: Any, status: int | set[int], code: str | None = None
-) -> dict[str, Any]:
-    """Check status, content type, envelope shape and the absence of traceback text."""
-    statuses = {status} if isinstance(status, int) else status
-    assert response.status_code in statuses, (response.status_code, response.text[:500])
-    assert response.headers["content-type"].startswith("application/json")
-    text = response.text
-    assert "Traceback" not in text and 'File "' not in text
-    body = orjson.loads(response.content)
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    error: dict[str, Any] = body["error"]
-    assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str), error
-    assert set(error) <= {"code", "message", "payload", "errors"}, error
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 @pytest.fixture
@@ -276,32 +244,6 @@ def test_nul_in_a_body_string_is_400(
     response = client.request(method, url, content=orjson.dumps(body), headers=JSON)
     error = rejected(response, 400, "invalid_body")
     assert "NUL" in error["errors"][0]["message"]
-
-
-@pytest.mark.integration
-def test_nul_is_400_not_503_on_postgresql(
-    pg_url: str, tmp_path: Path, settings_factory: Callable[..., Settings], secret_key: str
-) -> None:
-    """On PostgreSQL, which stores NUL in neither text nor jsonb, NUL input is a 400, not a 503."""
-    runtime = build_runtime(settings_factory(tmp_path, pg_url), with_refresher=False)
-    try:
-        migrate.upgrade(runtime.engine)
-        headers = {"Authorization": f"Bearer {secret_key}"}
-        with TestClient(create_app(runtime), headers=headers) as pg_client:
-            created = pg_client.post(
-                "/integrations", json={"provider": "oauth2", "unique_key": "k"}
-            )
-            assert created.status_code == 200
-            before = stored_rows(runtime)
-            body = {"provider": "oauth2", "unique_key": "k2", "display_name": "a\x00"}
-            assert_envelope(pg_client.post("/integrations", json=body), 400, "invalid_body")
-            body = {"connection_id": "c", "provider_config_key": "k", "metadata": {"a\x00": 1}}
-            assert_envelope(pg_client.post("/connections/metadata", json=body), 400, "invalid_body")
-            listing = pg_client.get("/connections?connectionId=a%00&integrationId=k%00")
-            assert_envelope(listing, 400, "invalid_query_params")
-            assert stored_rows(runtime) == before
-    finally:
-        runtime.close()
 
 
 @pytest.mark.parametrize(

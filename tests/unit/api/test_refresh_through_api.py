@@ -19,13 +19,6 @@ from freshtoken.runtime import Runtime
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """The HTTP mock provider (rotation and reuse detection on)."""
-    with MockProvider() as mock:
-        yield mock
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     """A controllable clock starting now."""
     return FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
@@ -49,26 +42,26 @@ def _events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_expired_token_is_refreshed_by_a_read(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider
 ) -> None:
     """GET on an expired connection returns a new, valid token (trigger on_read)."""
     rt, client = live
-    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    add_oauth2_connection(rt, mock_provider, connection_id="c1", expires_in=-5)
     with capture_logs() as logs:
         response = _get(client, "c1")
     assert response.status_code == 200
     token = response.json()["credentials"]["access_token"]
-    assert provider.is_access_token_valid(token)
+    assert mock_provider.is_access_token_valid(token)
     assert [e["trigger"] for e in _events(logs)] == ["on_read"]
 
 
 def test_provider_rejection_is_400_invalid_credentials(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider
 ) -> None:
     """invalid_grant → 400 invalid_credentials with the connection (no credentials) and log_id."""
     rt, client = live
-    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
-    provider.inject("invalid_grant")
+    add_oauth2_connection(rt, mock_provider, connection_id="c1", expires_in=-5)
+    mock_provider.inject("invalid_grant")
     with capture_logs() as logs:
         response = _get(client, "c1")
     assert response.status_code == 400
@@ -80,44 +73,44 @@ def test_provider_rejection_is_400_invalid_credentials(
     assert connection["errors"] == [{"type": "auth", "log_id": event["log_id"]}]
     assert (event["error_code"], event["error_class"]) == ("invalid_grant", "permanent")
     # The connection now needs re-authorisation: reads get 424 without a provider call.
-    calls = provider.stats()["token_calls"]
+    calls = mock_provider.stats()["token_calls"]
     again = _get(client, "c1")
     assert again.status_code == 424
     assert again.json()["error"]["code"] == "invalid_credentials"
-    assert provider.stats()["token_calls"] == calls
+    assert mock_provider.stats()["token_calls"] == calls
 
 
 def test_cooldown_then_recovery(
-    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider, clock: FakeClock
 ) -> None:
     """A 5xx on an expired token is 400; a read within the 2 s retry backoff is 424 without a
     provider call; past it, a read tries once more (400 while the provider still fails); once it
     is healthy the next read past the backoff heals, inside the 30 s cooldown."""
     rt, client = live
-    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
-    provider.inject("500", count=2)
+    add_oauth2_connection(rt, mock_provider, connection_id="c1", expires_in=-5)
+    mock_provider.inject("500", count=2)
     assert _get(client, "c1").status_code == 400
-    calls = provider.stats()["token_calls"]
+    calls = mock_provider.stats()["token_calls"]
     clock.advance(1)
     backing_off = _get(client, "c1")
     assert backing_off.status_code == 424, backing_off.text
-    assert provider.stats()["token_calls"] == calls  # no provider call inside the backoff
+    assert mock_provider.stats()["token_calls"] == calls  # no provider call inside the backoff
     clock.advance(1.5)
     assert _get(client, "c1").status_code == 400
-    assert provider.stats()["token_calls"] == calls + 1  # one attempt past the backoff
+    assert mock_provider.stats()["token_calls"] == calls + 1  # one attempt past the backoff
     clock.advance(2.5)
     healed = _get(client, "c1")
     assert healed.status_code == 200
-    assert provider.is_access_token_valid(healed.json()["credentials"]["access_token"])
+    assert mock_provider.is_access_token_valid(healed.json()["credentials"]["access_token"])
 
 
 def test_transient_failure_with_valid_token_serves_it(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider
 ) -> None:
     """A timeout while the token is still valid (inside the margin) returns that token, 200."""
     rt, client = live
-    _, family = add_oauth2_connection(rt, provider, connection_id="c1", expires_in=120)
-    provider.inject("503")
+    _, family = add_oauth2_connection(rt, mock_provider, connection_id="c1", expires_in=120)
+    mock_provider.inject("503")
     with capture_logs() as logs:
         response = _get(client, "c1")
     assert response.status_code == 200
@@ -126,13 +119,13 @@ def test_transient_failure_with_valid_token_serves_it(
 
 
 def test_exhausted_after_four_failing_days_is_424(
-    live: tuple[Runtime, TestClient], provider: MockProvider, clock: FakeClock
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider, clock: FakeClock
 ) -> None:
     """Forced reads failing on four different days exhaust the connection; then reads get 424."""
     rt, client = live
-    add_oauth2_connection(rt, provider, connection_id="c1", expires_in=-5)
+    add_oauth2_connection(rt, mock_provider, connection_id="c1", expires_in=-5)
     for _ in range(4):
-        provider.inject("500")
+        mock_provider.inject("500")
         assert _get(client, "c1", force_refresh="true").status_code == 400
         clock.advance(86400)
     response = _get(client, "c1")
@@ -143,11 +136,11 @@ def test_exhausted_after_four_failing_days_is_424(
 
 
 def test_force_refresh_endpoint_reports_the_outcome(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], mock_provider: MockProvider
 ) -> None:
     """POST /connections/{id}/refresh forces one refresh and reports it without the token."""
     rt, client = live
-    _, family = add_oauth2_connection(rt, provider, connection_id="c1")
+    _, family = add_oauth2_connection(rt, mock_provider, connection_id="c1")
     with capture_logs() as logs:
         response = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
     assert response.status_code == 200
@@ -156,7 +149,7 @@ def test_force_refresh_endpoint_reports_the_outcome(
     assert family["access_token"] not in response.text
     (event,) = _events(logs)
     assert event["trigger"] == "manual" and event["log_id"] == body["log_id"]
-    provider.inject("invalid_grant")
+    mock_provider.inject("invalid_grant")
     failed = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
     assert failed.status_code == 400
     assert failed.json()["error"]["payload"]["error_code"] == "invalid_grant"

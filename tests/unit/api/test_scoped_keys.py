@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from tests.conftest import SECRET_KEY, make_settings
+from tests.support import SECRET_KEY, make_settings
 
 from freshtoken import migrate
 from freshtoken.api.app import create_app

@@ -44,7 +44,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def provider(clock: FakeClock) -> Iterator[MockProvider]:
+def github_app_provider(clock: FakeClock) -> Iterator[MockProvider]:
     """The mock provider with one GitHub App and its installation registered."""
     with MockProvider() as mock:
         mock.authmodes.register_app(APP_ID, public_key_pem(), INSTALLATION_ID)
@@ -79,13 +79,13 @@ def _integration(client: TestClient, provider_name: str = "mock-github-app", **e
     assert response.status_code == 200, response.text
 
 
-def _import(client: TestClient, provider: MockProvider, kind: str = "APP") -> Any:
+def _import(client: TestClient, github_app_provider: MockProvider, kind: str = "APP") -> Any:
     return client.post(
         "/connections",
         json={
             "provider_config_key": PCK,
             "connection_id": "inst-1",
-            "connection_config": {"api_base": provider.url},
+            "connection_config": {"api_base": github_app_provider.url},
             "credentials": {"type": kind, "app_id": APP_ID, "installation_id": INSTALLATION_ID},
         },
     )
@@ -128,34 +128,34 @@ def test_app_integration_stores_the_private_key_encrypted_and_reads_back_nangos_
 
 
 def test_app_import_mints_an_installation_token_through_the_core(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """POST /connections APP {app_id, installation_id} answers 201 with a minted token."""
     _, client = live
     _integration(client)
     with capture_logs() as logs:
-        response = _import(client, provider)
+        response = _import(client, github_app_provider)
     assert response.status_code == 201, response.text
     creds = response.json()["credentials"]
     assert set(creds) == {"type", "access_token", "expires_at", "raw", "jwtToken"}
     assert creds["type"] == "APP"
-    assert provider.authmodes.is_token_valid(creds["access_token"])
+    assert github_app_provider.authmodes.is_token_valid(creds["access_token"])
     assert creds["raw"]["token"] == creds["access_token"]
     claims = _verify_jwt(creds["jwtToken"])
     assert claims["iss"] == APP_ID and claims["exp"] - claims["iat"] <= 600
     assert response.json()["connection_config"]["installation_id"] == INSTALLATION_ID
     (event,) = [e for e in logs if e["event"] == "token.refresh"]
     assert (event["outcome"], event["trigger"]) == ("success", "manual")
-    assert provider.authmodes.stats()["installation_token_calls"] == 1
+    assert github_app_provider.authmodes.stats()["installation_token_calls"] == 1
 
 
 def test_expired_app_token_is_refreshed_on_read_and_forced_refresh_mints_again(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """A read near the hour's end gets a new installation token; force_refresh always does."""
     rt, client = live
     _integration(client)
-    first = _import(client, provider).json()["credentials"]["access_token"]
+    first = _import(client, github_app_provider).json()["credentials"]["access_token"]
     fresh = client.get("/connections/inst-1", params={"provider_config_key": PCK}).json()
     assert fresh["credentials"]["access_token"] == first  # an hour left: served as stored
     assert isinstance(rt.clock, FakeClock)
@@ -171,11 +171,11 @@ def test_expired_app_token_is_refreshed_on_read_and_forced_refresh_mints_again(
         first,
         second["credentials"]["access_token"],
     )
-    assert provider.authmodes.stats()["installation_token_calls"] == 3
+    assert github_app_provider.authmodes.stats()["installation_token_calls"] == 3
 
 
 def test_wrong_private_key_is_a_permanent_failure_without_leaking_the_key(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """A JWT the provider cannot verify: import answers 500, the log says invalid_client."""
     _, client = live
@@ -194,22 +194,22 @@ def test_wrong_private_key_is_a_permanent_failure_without_leaking_the_key(
         },
     )
     with capture_logs() as logs:
-        response = _import(client, provider)
+        response = _import(client, github_app_provider)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"
     (event,) = [e for e in logs if e["event"] == "token.refresh"]
     assert (event["error_class"], event["error_code"]) == ("permanent", "invalid_client")
-    assert provider.authmodes.stats()["jwt_rejected"] == 1
+    assert github_app_provider.authmodes.stats()["jwt_rejected"] == 1
     assert "PRIVATE KEY" not in repr(logs) and "PRIVATE KEY" not in response.text
 
 
 def test_refresh_github_app_jwt_token_returns_a_newly_minted_app_jwt(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """refresh_github_app_jwt_token=true: a new verifiable app JWT, no provider call (as Nango)."""
     rt, client = live
     _integration(client)
-    imported = _import(client, provider).json()["credentials"]
+    imported = _import(client, github_app_provider).json()["credentials"]
     assert isinstance(rt.clock, FakeClock)
     rt.clock.advance(120)
     body = client.get(
@@ -220,24 +220,24 @@ def test_refresh_github_app_jwt_token_returns_a_newly_minted_app_jwt(
     assert creds["access_token"] == imported["access_token"]
     assert creds["jwtToken"] != imported["jwtToken"]
     assert _verify_jwt(creds["jwtToken"])["iat"] > _verify_jwt(imported["jwtToken"])["iat"]
-    assert provider.authmodes.stats()["installation_token_calls"] == 1
+    assert github_app_provider.authmodes.stats()["installation_token_calls"] == 1
     plain = client.get("/connections/inst-1", params={"provider_config_key": PCK}).json()
     assert plain["credentials"]["jwtToken"] == imported["jwtToken"]
 
 
 def test_custom_import_has_an_app_part_and_no_user(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """CUSTOM (GitHub App OAuth) reads back as Nango's {type, app, user, raw}."""
     _, client = live
     _integration(client, "mock-github-app-oauth")
-    response = _import(client, provider, "CUSTOM")
+    response = _import(client, github_app_provider, "CUSTOM")
     assert response.status_code == 201, response.text
     creds = response.json()["credentials"]
     assert set(creds) == {"type", "app", "user", "raw"}
     assert creds["type"] == "CUSTOM" and creds["user"] is None
     assert creds["app"]["type"] == "APP"
-    assert provider.authmodes.is_token_valid(creds["app"]["access_token"])
+    assert github_app_provider.authmodes.is_token_valid(creds["app"]["access_token"])
     assert creds["raw"] == creds["app"]
 
 
@@ -250,7 +250,9 @@ def test_jws_helper_signs_what_cryptography_verifies() -> None:
     assert token.split(".")[0] == b64url(b'{"alg":"RS256","typ":"JWT"}')
 
 
-def _custom_context(rt: Runtime, provider: MockProvider, user: dict[str, Any] | None) -> Any:
+def _custom_context(
+    rt: Runtime, github_app_provider: MockProvider, user: dict[str, Any] | None
+) -> Any:
     from freshtoken.refresh.authmodes.context import AuthModeContext
 
     spec = rt.catalog.get("mock-github-app-oauth")
@@ -259,49 +261,49 @@ def _custom_context(rt: Runtime, provider: MockProvider, user: dict[str, Any] | 
     return AuthModeContext(
         http=service.http,
         spec=spec,
-        connection_config={"api_base": provider.url, "installation_id": INSTALLATION_ID},
+        connection_config={"api_base": github_app_provider.url, "installation_id": INSTALLATION_ID},
         credentials={"type": "CUSTOM", "app": None, "user": user, "raw": {}},
         sent_at=rt.clock.now(),
         default_lifetime=3600.0,
-        client_id=provider.config.client_id,
-        client_secret=provider.config.client_secret,
+        client_id=github_app_provider.config.client_id,
+        client_secret=github_app_provider.config.client_secret,
         integration_custom={"app_id": APP_ID, "private_key": private_key_pem()},
     )
 
 
 def test_custom_refreshes_the_user_part_and_keeps_it_on_a_provider_hiccup(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """CUSTOM: the user's rotating refresh token is spent once; a 503 keeps the old user part."""
     from freshtoken.refresh.authmodes.github_app import refresh_custom
 
     rt, _ = live
-    family = provider.seed()
+    family = github_app_provider.seed()
     user = {
         "type": "OAUTH2",
         "access_token": family["access_token"],
         "refresh_token": family["refresh_token"],
         "raw": {},
     }
-    creds, rotated = refresh_custom(_custom_context(rt, provider, user))
+    creds, rotated = refresh_custom(_custom_context(rt, github_app_provider, user))
     assert rotated
-    assert provider.is_access_token_valid(creds["user"]["access_token"])
+    assert github_app_provider.is_access_token_valid(creds["user"]["access_token"])
     assert creds["user"]["refresh_token"] != family["refresh_token"]
-    assert provider.authmodes.is_token_valid(creds["app"]["access_token"])
-    provider.inject("503")
-    kept, rotated_again = refresh_custom(_custom_context(rt, provider, creds["user"]))
+    assert github_app_provider.authmodes.is_token_valid(creds["app"]["access_token"])
+    github_app_provider.inject("503")
+    kept, rotated_again = refresh_custom(_custom_context(rt, github_app_provider, creds["user"]))
     assert not rotated_again
     assert kept["user"] == creds["user"]
-    assert provider.authmodes.is_token_valid(kept["app"]["access_token"])
+    assert github_app_provider.authmodes.is_token_valid(kept["app"]["access_token"])
     # Each refresh token was presented once (the second one to the failing call).
-    assert provider.stats()["calls_by_refresh_token"] == {
+    assert github_app_provider.stats()["calls_by_refresh_token"] == {
         family["refresh_token"]: 1,
         creds["user"]["refresh_token"]: 1,
     }
 
 
 def test_unknown_installation_is_permanent(
-    live: tuple[Runtime, TestClient], provider: MockProvider
+    live: tuple[Runtime, TestClient], github_app_provider: MockProvider
 ) -> None:
     """GitHub's 404 for an uninstalled app is permanent (installation_not_found), not retried."""
     _, client = live
@@ -311,7 +313,7 @@ def test_unknown_installation_is_permanent(
         json={
             "provider_config_key": PCK,
             "connection_id": "gone",
-            "connection_config": {"api_base": provider.url},
+            "connection_config": {"api_base": github_app_provider.url},
             "credentials": {"type": "APP", "app_id": APP_ID, "installation_id": "999"},
         },
     )

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 from tests.support import add_oauth2_connection, make_runtime, make_settings
 
-from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.mockprovider import MockProvider
 from freshtoken.refresh.filelocks import FileLocks
 from freshtoken.refresh.locks import LocalLocks, RedisLocks
 from freshtoken.refresh.service import RefreshService
@@ -23,14 +23,7 @@ from freshtoken.store.repository import ConnectionStore
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """A real HTTP mock provider with rotation."""
-    with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
-        yield mock
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
+def file_lock_runtime(tmp_path: Path) -> Iterator[Runtime]:
     """A SQLite runtime without Redis: OS file locks (a release really unlocks the file).
 
     A short lock TTL keeps the write's retries through a database outage short.
@@ -87,15 +80,18 @@ STEPS = ["database_read", "provider", "encryption", "stash", "database_write"]
 
 @pytest.mark.parametrize("step", STEPS)
 def test_lock_is_released_when_a_step_fails(
-    runtime: Runtime, provider: MockProvider, monkeypatch: pytest.MonkeyPatch, step: str
+    file_lock_runtime: Runtime,
+    mock_provider: MockProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
 ) -> None:
     """Whichever step of the locked section raises, the connection's lock is free afterwards.
 
     Before the fix a database error on the row read under the lock left the lock held for its
     whole TTL (reads after PostgreSQL returned waited 10-20 s).
     """
-    service = _service(runtime)
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+    service = _service(file_lock_runtime)
+    pk, _ = add_oauth2_connection(file_lock_runtime, mock_provider, expires_in=-1)
     if step == "database_read":
         monkeypatch.setattr(ConnectionStore, "get_connection_by_pk", _database_down)
     elif step == "provider":
@@ -109,18 +105,18 @@ def test_lock_is_released_when_a_step_fails(
     with pytest.raises((OperationalError, RuntimeError)):
         service.refresh(pk, trigger="manual", force=True)
     monkeypatch.undo()
-    assert _lock_is_free(runtime, pk)
+    assert _lock_is_free(file_lock_runtime, pk)
 
 
 def test_release_with_redis_unreachable_is_not_reported_as_expired(
-    redis_runtime: Runtime, provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+    redis_runtime: Runtime, mock_provider: MockProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis failing at release logs ``refresh.lock.release_failed``, never ``lock.expired``."""
 
     def unreachable(_self: object) -> None:
         raise RedisConnectionError("Connection refused")
 
-    pk, _ = add_oauth2_connection(redis_runtime, provider, expires_in=-1)
+    pk, _ = add_oauth2_connection(redis_runtime, mock_provider, expires_in=-1)
     monkeypatch.setattr(redis.lock.Lock, "release", unreachable)
     with capture_logs() as logs:
         result = _service(redis_runtime).refresh(pk, trigger="manual", force=True)
@@ -133,7 +129,7 @@ def test_release_with_redis_unreachable_is_not_reported_as_expired(
 
 
 def test_expired_lease_is_still_reported_as_expired(
-    redis_runtime: Runtime, provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+    redis_runtime: Runtime, mock_provider: MockProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A lease that Redis says we no longer own is ``refresh.lock.expired`` (unchanged)."""
     from redis.exceptions import LockNotOwnedError
@@ -141,7 +137,7 @@ def test_expired_lease_is_still_reported_as_expired(
     def not_owned(_self: object) -> None:
         raise LockNotOwnedError("not owned")
 
-    pk, _ = add_oauth2_connection(redis_runtime, provider, expires_in=-1)
+    pk, _ = add_oauth2_connection(redis_runtime, mock_provider, expires_in=-1)
     monkeypatch.setattr(redis.lock.Lock, "release", not_owned)
     with capture_logs() as logs:
         _service(redis_runtime).refresh(pk, trigger="manual", force=True)

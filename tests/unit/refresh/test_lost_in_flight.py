@@ -50,7 +50,7 @@ def _events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, An
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
+def grace_runtime(tmp_path: Path) -> Iterator[Runtime]:
     """SQLite, a 1 s client read timeout, and a catalog with a provider that has a grace."""
     providers = tmp_path / "providers.yaml"
     providers.write_text(GRACE_PROVIDERS)
@@ -88,70 +88,74 @@ def _refresh_losing_the_answer(
     return result, logs
 
 
-def test_first_invalid_grant_after_a_lost_answer_is_lost_in_flight(runtime: Runtime) -> None:
+def test_first_invalid_grant_after_a_lost_answer_is_lost_in_flight(grace_runtime: Runtime) -> None:
     """No grace anywhere: the timed-out refresh leaves its mark; the next attempt makes exactly
     one provider call, gets invalid_grant, and marks the connection ``lost_in_flight``."""
     with MockProvider(MockProviderConfig(reuse_detection=True)) as provider:
-        pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
-        first, _ = _refresh_losing_the_answer(runtime, provider, pk)
+        pk, _ = add_oauth2_connection(grace_runtime, provider, expires_in=-1)
+        first, _ = _refresh_losing_the_answer(grace_runtime, provider, pk)
         assert (first.outcome, first.error and first.error.error_code) == ("failed", "timeout")
-        assert _service(runtime).inflight.get(pk) is not None
+        assert _service(grace_runtime).inflight.get(pk) is not None
         calls = provider.stats()["token_calls"]
         with capture_logs() as logs:
-            second = _service(runtime).refresh(pk, trigger="on_read")
+            second = _service(grace_runtime).refresh(pk, trigger="on_read")
         assert provider.stats()["token_calls"] == calls + 1
         assert second.error is not None and second.error.error_code == LOST_IN_FLIGHT
         (event,) = _events(logs)
         assert (event["error_code"], event["error_class"]) == (LOST_IN_FLIGHT, "permanent")
-        with runtime.store() as store:
+        with grace_runtime.store() as store:
             row = store.get_connection_by_pk(pk)
             assert row is not None
             assert row.needs_reauth and row.last_refresh_error == LOST_IN_FLIGHT
-        assert _service(runtime).inflight.get(pk) is None
+        assert _service(grace_runtime).inflight.get(pk) is None
         # Nobody spends the dead token again: later reads and tasks stop before the provider.
-        again = _service(runtime).refresh(pk, trigger="scheduled")
+        again = _service(grace_runtime).refresh(pk, trigger="scheduled")
         assert again.outcome == "failed"
         assert provider.stats()["token_calls"] == calls + 1
 
 
-def test_plain_invalid_grant_keeps_its_code(runtime: Runtime) -> None:
+def test_plain_invalid_grant_keeps_its_code(grace_runtime: Runtime) -> None:
     """Without an unrecorded earlier refresh, a rejection is ``invalid_grant`` as before."""
     with MockProvider(MockProviderConfig()) as provider:
-        pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
+        pk, _ = add_oauth2_connection(grace_runtime, provider, expires_in=-1)
         provider.inject("invalid_grant")
-        result = _service(runtime).refresh(pk, trigger="on_read")
+        result = _service(grace_runtime).refresh(pk, trigger="on_read")
         assert result.error is not None and result.error.error_code == "invalid_grant"
 
 
-def test_catalog_grace_retries_once_with_the_old_refresh_token(runtime: Runtime) -> None:
+def test_catalog_grace_retries_once_with_the_old_refresh_token(grace_runtime: Runtime) -> None:
     """A provider with a 30 s reuse grace (in the catalog and at the provider): the lost answer
     is asked for again at once with the same refresh token, which the provider accepts."""
-    assert reuse_grace_seconds(runtime.catalog.get("oauth2-grace")) == 30.0
-    assert reuse_grace_seconds(runtime.catalog.get("oauth2")) == 0.0
+    assert reuse_grace_seconds(grace_runtime.catalog.get("oauth2-grace")) == 30.0
+    assert reuse_grace_seconds(grace_runtime.catalog.get("oauth2")) == 0.0
     with MockProvider(MockProviderConfig(grace_seconds=30)) as provider:
         pk, family = add_oauth2_connection(
-            runtime, provider, expires_in=-1, provider_name="oauth2-grace", integration_key="g"
+            grace_runtime,
+            provider,
+            expires_in=-1,
+            provider_name="oauth2-grace",
+            integration_key="g",
         )
-        result, logs = _refresh_losing_the_answer(runtime, provider, pk)
+        result, logs = _refresh_losing_the_answer(grace_runtime, provider, pk)
         assert result.outcome == "success"
         assert provider.stats()["grace_accepted"] == 1
         assert provider.stats()["calls_by_refresh_token"] == {family["refresh_token"]: 2}
         assert provider.is_access_token_valid(result.credentials["access_token"])
         assert [e["event"] for e in logs].count("refresh.grace.retry") == 1
-        assert _service(runtime).inflight.get(pk) is None
+        assert _service(grace_runtime).inflight.get(pk) is None
 
 
 def test_without_catalog_grace_the_next_attempt_recovers_inside_the_provider_grace(
-    runtime: Runtime,
+    grace_runtime: Runtime,
 ) -> None:
     """No retry without the catalog field, but the next attempt (inside the provider's grace)
     still recovers the connection: a lost answer is not a lost connection."""
     with MockProvider(MockProviderConfig(grace_seconds=30)) as provider:
-        pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
-        first, logs = _refresh_losing_the_answer(runtime, provider, pk)
+        pk, _ = add_oauth2_connection(grace_runtime, provider, expires_in=-1)
+        first, logs = _refresh_losing_the_answer(grace_runtime, provider, pk)
         assert first.outcome == "failed"
         assert "refresh.grace.retry" not in [e["event"] for e in logs]
-        second = _service(runtime).refresh(pk, trigger="on_read")
+        second = _service(grace_runtime).refresh(pk, trigger="on_read")
         assert second.outcome == "success"
         assert provider.stats()["grace_accepted"] == 1
 

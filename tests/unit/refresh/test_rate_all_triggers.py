@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
 
@@ -15,13 +13,6 @@ from freshtoken.api.app import create_app
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime
-
-
-@pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """The HTTP mock provider."""
-    with MockProvider() as mock:
-        yield mock
 
 
 def _live(tmp_path: Path, rate: float) -> Runtime:
@@ -34,15 +25,15 @@ def _client(rt: Runtime) -> TestClient:
 
 
 def test_twenty_forced_reads_over_the_limit_get_429_not_provider_calls(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """One slot per 30 s: of 20 forced reads one reaches the provider, 19 answer 429
     rate_limited at once (were 20 provider calls). The slot interval is far longer than the
     test can take on a loaded machine, so a second slot cannot open during it."""
     rt = _live(tmp_path, rate=1 / 30)
     try:
-        add_oauth2_connection(rt, provider, connection_id="c1", integration_key="mock")
-        before = provider.stats()["token_calls"]
+        add_oauth2_connection(rt, mock_provider, connection_id="c1", integration_key="mock")
+        before = mock_provider.stats()["token_calls"]
         started = time.monotonic()
         with _client(rt) as client:
             answers = [
@@ -52,7 +43,7 @@ def test_twenty_forced_reads_over_the_limit_get_429_not_provider_calls(
                 )
                 for _ in range(20)
             ]
-        assert provider.stats()["token_calls"] - before == 1
+        assert mock_provider.stats()["token_calls"] - before == 1
         statuses = [a.status_code for a in answers]
         assert statuses[0] == 200 and statuses[1:] == [429] * 19
         assert {a.json()["error"]["code"] for a in answers[1:]} == {"rate_limited"}
@@ -61,30 +52,32 @@ def test_twenty_forced_reads_over_the_limit_get_429_not_provider_calls(
         rt.close()
 
 
-def test_manual_refresh_counts_against_the_limit(tmp_path: Path, provider: MockProvider) -> None:
+def test_manual_refresh_counts_against_the_limit(
+    tmp_path: Path, mock_provider: MockProvider
+) -> None:
     """POST .../refresh over the limit is 429 rate_limited, without a provider call."""
     rt = _live(tmp_path, rate=0.2)
     try:
-        add_oauth2_connection(rt, provider, connection_id="c1", integration_key="mock")
+        add_oauth2_connection(rt, mock_provider, connection_id="c1", integration_key="mock")
         with _client(rt) as client:
             first = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
-            calls = provider.stats()["token_calls"]
+            calls = mock_provider.stats()["token_calls"]
             second = client.post("/connections/c1/refresh", params={"provider_config_key": "mock"})
         assert first.status_code == 200
         assert second.status_code == 429
         assert second.json()["error"]["code"] == "rate_limited"
-        assert provider.stats()["token_calls"] == calls
+        assert mock_provider.stats()["token_calls"] == calls
     finally:
         rt.close()
 
 
 def test_forced_reads_within_a_short_wait_are_served(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """At 4 slots per second, 4 forced reads in a row wait briefly and all succeed, paced."""
     rt = _live(tmp_path, rate=4.0)
     try:
-        add_oauth2_connection(rt, provider, connection_id="c1", integration_key="mock")
+        add_oauth2_connection(rt, mock_provider, connection_id="c1", integration_key="mock")
         started = time.monotonic()
         with _client(rt) as client:
             for _ in range(4):
@@ -99,15 +92,15 @@ def test_forced_reads_within_a_short_wait_are_served(
 
 
 def test_on_read_over_the_limit_serves_the_still_valid_token(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """A read inside the margin whose refresh is throttled serves the stored, still valid
     token instead of failing."""
     rt = _live(tmp_path, rate=0.2)
     try:
-        add_oauth2_connection(rt, provider, connection_id="a", integration_key="mock")
+        add_oauth2_connection(rt, mock_provider, connection_id="a", integration_key="mock")
         _, family = add_oauth2_connection(
-            rt, provider, connection_id="b", integration_key="mock", expires_in=60
+            rt, mock_provider, connection_id="b", integration_key="mock", expires_in=60
         )
         with _client(rt) as client:
             forced = client.get(

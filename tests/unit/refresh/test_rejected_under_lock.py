@@ -12,13 +12,13 @@ from tests.support import add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.locks import LocalLocks
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
+def slow_provider() -> Iterator[MockProvider]:
     """A mock provider that answers slowly, so the second caller is waiting on the lock."""
     with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
         mock.configure(latency_seconds=0.3)
@@ -53,14 +53,15 @@ def _read(rt: Runtime, pk: int) -> tuple[Any, dict[str, Any]]:
 
 @pytest.mark.parametrize("force", [False, True], ids=["on_read", "forced"])
 def test_second_caller_does_not_resend_a_rejected_refresh_token(
-    two_processes: tuple[Runtime, Runtime], provider: MockProvider, force: bool
+    two_processes: tuple[Runtime, Runtime], slow_provider: MockProvider, force: bool
 ) -> None:
     """Two processes read one expired connection at once and the provider rejects the refresh:
-    exactly one token-endpoint call is made; the caller that waited on the lock gets the 424 that
-    later reads get, without spending the rejected token a second time."""
+    exactly one token-endpoint call is made; the caller that waited on the lock gets the refusal
+    later reads get (needs_reauth, the API's 424), without spending the rejected token a second
+    time."""
     rt_a, rt_b = two_processes
-    pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
-    provider.inject("invalid_grant", count=2)
+    pk, _ = add_oauth2_connection(rt_a, slow_provider, expires_in=-1)
+    slow_provider.inject("invalid_grant", count=2)
     conn, creds = _read(rt_a, pk)
     denials: list[RefreshDenied] = []
     others: list[BaseException] = []
@@ -81,26 +82,26 @@ def test_second_caller_does_not_resend_a_rejected_refresh_token(
     for t in threads:
         t.join()
     assert not others
-    assert provider.stats()["token_calls"] == 1
-    assert sorted(d.http_status for d in denials) == [400, 424]
+    assert slow_provider.stats()["token_calls"] == 1
+    assert sorted(d.reason for d in denials) == [Refusal.NEEDS_REAUTH, Refusal.PROVIDER_REJECTED]
     marked, _ = _read(rt_a, pk)
     assert marked.needs_reauth
-    # The 424 points at the log line of the refresh that was actually rejected.
-    (waiter,) = [d for d in denials if d.http_status == 424]
+    # The waiter's refusal points at the log line of the refresh that was actually rejected.
+    (waiter,) = [d for d in denials if d.reason is Refusal.NEEDS_REAUTH]
     assert waiter.log_id == marked.auth_error_log_id
 
 
 def test_forced_refresh_decided_after_the_mark_still_tries(
-    two_processes: tuple[Runtime, Runtime], provider: MockProvider
+    two_processes: tuple[Runtime, Runtime], slow_provider: MockProvider
 ) -> None:
     """A forced refresh asked for after the connection was marked may revive it (one call)."""
     rt_a, _ = two_processes
-    pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
-    provider.inject("invalid_grant")
+    pk, _ = add_oauth2_connection(rt_a, slow_provider, expires_in=-1)
+    slow_provider.inject("invalid_grant")
     conn, creds = _read(rt_a, pk)
     with pytest.raises(RefreshDenied):
         _service(rt_a).refresh_for_read(conn, creds, force=False)
     conn, creds = _read(rt_a, pk)
     revived, _ = _service(rt_a).refresh_for_read(conn, creds, force=True)
     assert not revived.needs_reauth
-    assert provider.stats()["token_calls"] == 2
+    assert slow_provider.stats()["token_calls"] == 2

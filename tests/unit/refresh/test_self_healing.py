@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,10 @@ from structlog.testing import capture_logs
 from tests.support import add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.clock import FakeClock
-from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.mockprovider import MockProvider
 from freshtoken.refresh import policy
 from freshtoken.refresh.locks import LocalLocks
-from freshtoken.refresh.seam import RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.settings import Settings
@@ -33,21 +32,6 @@ from freshtoken.worker.celery_app import create_celery
 from freshtoken.worker.scan import Job, RefreshScanner
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """A real HTTP mock provider with rotation and reuse detection."""
-    with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
-        yield mock
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """A migrated SQLite runtime with the refresh service attached."""
-    rt = make_runtime(make_settings(tmp_path))
-    yield rt
-    rt.close()
 
 
 def _service(rt: Runtime) -> RefreshService:
@@ -67,44 +51,45 @@ def _read(rt: Runtime, pk: int) -> tuple[Connection, dict[str, Any]]:
 
 
 def test_read_past_a_transient_failure_refreshes_once_when_the_provider_is_back(
-    runtime: Runtime, provider: MockProvider
+    refresh_runtime: Runtime, mock_provider: MockProvider
 ) -> None:
     """An expired token whose refresh hit a 503 is refreshed by the next read past the 2 s retry
     backoff, inside the 30 s cooldown, once the provider answers again (it used to be 424 for
     the whole window)."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
-    provider.inject("503")
-    conn, creds = _read(runtime, pk)
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=-1)
+    mock_provider.inject("503")
+    conn, creds = _read(refresh_runtime, pk)
     with pytest.raises(RefreshDenied) as first:
-        _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert first.value.http_status == 400
-    conn, creds = _read(runtime, pk)
-    assert policy.in_cooldown(conn, runtime.clock.now(), runtime.settings)
+        _service(refresh_runtime).refresh_for_read(conn, creds, force=False)
+    assert first.value.reason is Refusal.FAILED
+    conn, creds = _read(refresh_runtime, pk)
+    assert policy.in_cooldown(conn, refresh_runtime.clock.now(), refresh_runtime.settings)
     time.sleep(2.1)  # past the 2 s retry backoff (real clock): the next read retries
-    served_conn, served = _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert provider.is_access_token_valid(served["access_token"])
-    assert provider.stats()["token_calls"] == 2
+    served_conn, served = _service(refresh_runtime).refresh_for_read(conn, creds, force=False)
+    assert mock_provider.is_access_token_valid(served["access_token"])
+    assert mock_provider.stats()["token_calls"] == 2
     assert served_conn.last_refresh_failure is None
 
 
 def test_permanent_failure_still_answers_424_at_once(
-    runtime: Runtime, provider: MockProvider
+    refresh_runtime: Runtime, mock_provider: MockProvider
 ) -> None:
-    """After invalid_grant, a read in the cooldown is 424 without calling the provider."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=-1)
-    provider.inject("invalid_grant")
-    conn, creds = _read(runtime, pk)
+    """After invalid_grant, a read in the cooldown is refused as needs_reauth (424) without
+    calling the provider."""
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=-1)
+    mock_provider.inject("invalid_grant")
+    conn, creds = _read(refresh_runtime, pk)
     with pytest.raises(RefreshDenied):
-        _service(runtime).refresh_for_read(conn, creds, force=False)
-    conn, creds = _read(runtime, pk)
+        _service(refresh_runtime).refresh_for_read(conn, creds, force=False)
+    conn, creds = _read(refresh_runtime, pk)
     with pytest.raises(RefreshDenied) as second:
-        _service(runtime).refresh_for_read(conn, creds, force=False)
-    assert second.value.http_status == 424
-    assert provider.stats()["token_calls"] == 1
+        _service(refresh_runtime).refresh_for_read(conn, creds, force=False)
+    assert second.value.reason is Refusal.NEEDS_REAUTH
+    assert mock_provider.stats()["token_calls"] == 1
 
 
 def test_readers_waiting_on_the_lock_share_a_transient_failure(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """Two processes read an expired connection while the provider fails: one provider call,
     both readers get its answer (single flight across processes, no hammering during an
@@ -115,11 +100,11 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
     _service(rt_a).locks = locks
     _service(rt_b).locks = locks
     try:
-        provider.configure(latency_seconds=0.3)
-        pk, _ = add_oauth2_connection(rt_a, provider, expires_in=-1)
-        provider.inject("500", count=2)
+        mock_provider.configure(latency_seconds=0.3)
+        pk, _ = add_oauth2_connection(rt_a, mock_provider, expires_in=-1)
+        mock_provider.inject("500", count=2)
         conn, creds = _read(rt_a, pk)
-        statuses: list[int] = []
+        reasons: list[Refusal] = []
         barrier = threading.Barrier(2)
 
         def reader(rt: Runtime) -> None:
@@ -127,7 +112,7 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
             try:
                 _service(rt).refresh_for_read(conn, creds, force=False)
             except RefreshDenied as denied:
-                statuses.append(denied.http_status)
+                reasons.append(denied.reason)
 
         with capture_logs() as logs:
             threads = [threading.Thread(target=reader, args=(rt,)) for rt in (rt_a, rt_b)]
@@ -135,8 +120,8 @@ def test_readers_waiting_on_the_lock_share_a_transient_failure(
                 t.start()
             for t in threads:
                 t.join()
-        assert provider.stats()["token_calls"] == 1
-        assert statuses == [400, 400]
+        assert mock_provider.stats()["token_calls"] == 1
+        assert reasons == [Refusal.FAILED, Refusal.FAILED]
         codes = sorted(e["error_code"] for e in logs if e["event"] == "token.refresh")
         assert codes == ["failed_meanwhile", "server_error"]
     finally:
@@ -175,7 +160,7 @@ def test_settings_claims_last_about_one_task() -> None:
 
 
 def test_row_whose_retries_were_spent_in_an_outage_is_back_within_seconds(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """A scheduled task that fails with no retry left puts its row back on the schedule 2 s
     later (not minutes): the next scan after the outage refreshes it before it expires."""
@@ -183,11 +168,11 @@ def test_row_whose_retries_were_spent_in_an_outage_is_back_within_seconds(
     rt = make_runtime(make_settings(tmp_path, task_max_retries=0), clock=clock)
     try:
         application = create_celery(rt.settings, rt)
-        pk, _ = add_oauth2_connection(rt, provider, lifetime_seconds=90, expires_in=20)
+        pk, _ = add_oauth2_connection(rt, mock_provider, lifetime_seconds=90, expires_in=20)
         jobs: list[Job] = []
         RefreshScanner(rt, jobs.append).scan()
         (job,) = jobs
-        provider.inject("500")
+        mock_provider.inject("500")
         task = application.freshtoken_tasks["refresh"]
         result = task.apply(args=(job.connection_pk, job.provider, job.trigger, job.seen_version))
         assert result.get() == "failed"
@@ -205,14 +190,14 @@ def test_row_whose_retries_were_spent_in_an_outage_is_back_within_seconds(
 
 
 def test_refresh_task_that_meets_a_database_outage_is_retried(
-    runtime: Runtime, provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+    refresh_runtime: Runtime, mock_provider: MockProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first two runs of the task find the database down; the task retries (instead of
     raising and dropping the row until its claim expires) and the third run refreshes."""
-    application = create_celery(runtime.settings, runtime)
-    _, _ = add_oauth2_connection(runtime, provider, expires_in=60)
+    application = create_celery(refresh_runtime.settings, refresh_runtime)
+    _, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=60)
     jobs: list[Job] = []
-    RefreshScanner(runtime, jobs.append).scan()
+    RefreshScanner(refresh_runtime, jobs.append).scan()
     (job,) = jobs
     original = ConnectionStore.get_connection_by_pk
     failures = {"left": 2}
@@ -232,4 +217,4 @@ def test_refresh_task_that_meets_a_database_outage_is_retried(
     assert failures["left"] == 0
     retries = [e for e in logs if e["event"] == "refresh.task.retry"]
     assert [e["reason"] for e in retries] == ["store_unavailable", "store_unavailable"]
-    assert provider.stats()["refresh_calls"] == 1
+    assert mock_provider.stats()["refresh_calls"] == 1

@@ -20,7 +20,7 @@ from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_
 from tests.webhook_receiver import WebhookReceiver
 
 from freshtoken.clock import FakeClock
-from freshtoken.mockprovider import MockProvider, MockProviderConfig
+from freshtoken.mockprovider import MockProvider
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import WebhookOutbox
@@ -55,13 +55,6 @@ class FakeCelery:
             raise ConnectionError("broker down")
         assert name == "freshtoken.deliver_webhook"
         self.sent.append(args[0])
-
-
-@pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """A real HTTP mock provider with rotation."""
-    with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
-        yield mock
 
 
 @pytest.fixture
@@ -122,11 +115,11 @@ def _deliver_all(rt: Runtime, celery: FakeCelery) -> None:
 
 
 def test_import_then_reimport_records_creation_then_override_enqueued_after_commit(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """Import → one creation webhook; re-import → one override; each enqueued after commit."""
     rt, celery = env
-    pk, _ = add_oauth2_connection(rt, provider, connection_id="acme")
+    pk, _ = add_oauth2_connection(rt, mock_provider, connection_id="acme")
     (row,) = _rows(rt)
     assert (row.operation, row.success, row.status, row.connection_pk) == (
         "creation",
@@ -135,7 +128,7 @@ def test_import_then_reimport_records_creation_then_override_enqueued_after_comm
         pk,
     )
     assert celery.sent == [row.id]
-    add_oauth2_connection(rt, provider, connection_id="acme")
+    add_oauth2_connection(rt, mock_provider, connection_id="acme")
     assert [r.operation for r in _rows(rt)] == ["creation", "override"]
     _deliver_all(rt, celery)
     bodies = [r.json() for r in receiver.received()]
@@ -170,13 +163,13 @@ def test_a_rolled_back_import_records_and_sends_nothing(
 
 
 def test_permanent_failure_sends_one_webhook_whatever_the_retries_then_recovery(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """invalid_grant → one failure webhook; more failures → none; a later success → recovery."""
     rt, celery = env
-    pk, _ = add_oauth2_connection(rt, provider, connection_id="acme")
+    pk, _ = add_oauth2_connection(rt, mock_provider, connection_id="acme")
     _deliver_all(rt, celery)
-    provider.inject("invalid_grant", count=3)  # injected failures leave the tokens alone
+    mock_provider.inject("invalid_grant", count=3)  # injected failures leave the tokens alone
     for trigger in ("scheduled", "forced", "manual"):
         result = _service(rt).refresh(pk, trigger=trigger, force=True)
         assert result.outcome == "failed"
@@ -214,13 +207,13 @@ def test_permanent_failure_sends_one_webhook_whatever_the_retries_then_recovery(
 
 
 def test_transient_failures_send_nothing_until_the_connection_is_exhausted(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, clock: FakeClock
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, clock: FakeClock
 ) -> None:
     """5xx failures on one day send nothing; exhaustion (a day later) sends one failure."""
     rt, celery = env
-    pk, _ = add_oauth2_connection(rt, provider, connection_id="acme")
+    pk, _ = add_oauth2_connection(rt, mock_provider, connection_id="acme")
     celery.sent.clear()
-    provider.inject("500", count=3)
+    mock_provider.inject("500", count=3)
     _service(rt).refresh(pk, trigger="scheduled", force=True)
     _service(rt).refresh(pk, trigger="scheduled", force=True)
     assert [r.operation for r in _rows(rt)] == ["creation"]
@@ -233,7 +226,7 @@ def test_transient_failures_send_nothing_until_the_connection_is_exhausted(
 
 
 def test_switches_secondary_url_and_override(
-    tmp_path: Path, clock: FakeClock, provider: MockProvider, receiver: WebhookReceiver
+    tmp_path: Path, clock: FakeClock, mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """Creation off → no row; primary + secondary → two rows, one event id; override → one."""
     rt, celery = _runtime(
@@ -244,9 +237,9 @@ def test_switches_secondary_url_and_override(
         webhook_on_auth_creation=False,
     )
     try:
-        add_oauth2_connection(rt, provider, connection_id="a")
+        add_oauth2_connection(rt, mock_provider, connection_id="a")
         assert _rows(rt) == []
-        add_oauth2_connection(rt, provider, connection_id="a")  # override: switch still on
+        add_oauth2_connection(rt, mock_provider, connection_id="a")  # override: switch still on
         rows = _rows(rt)
         assert sorted(r.target for r in rows) == ["primary", "secondary"]
         assert len({r.event_id for r in rows}) == 1
@@ -254,7 +247,7 @@ def test_switches_secondary_url_and_override(
             conn = store.get_connection("mock", "a")
             assert conn is not None
             conn.webhook_url_override = receiver.url + "/override"
-        add_oauth2_connection(rt, provider, connection_id="a")
+        add_oauth2_connection(rt, mock_provider, connection_id="a")
         assert [r.target for r in _rows(rt)[2:]] == ["override"]
         _deliver_all(rt, celery)
         assert sorted(r.path for r in receiver.received()) == [
@@ -267,12 +260,12 @@ def test_switches_secondary_url_and_override(
 
 
 def test_nothing_is_recorded_without_a_url(
-    tmp_path: Path, clock: FakeClock, provider: MockProvider
+    tmp_path: Path, clock: FakeClock, mock_provider: MockProvider
 ) -> None:
     """Webhooks are off by default: no row, no enqueue."""
     rt, celery = _runtime(tmp_path, clock)
     try:
-        add_oauth2_connection(rt, provider)
+        add_oauth2_connection(rt, mock_provider)
         assert _rows(rt) == []
         assert celery.sent == []
     finally:
@@ -280,13 +273,13 @@ def test_nothing_is_recorded_without_a_url(
 
 
 def test_a_failed_enqueue_is_picked_up_by_the_sweep(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider
 ) -> None:
     """The broker is down after commit: the import stands and the sweep finds the row."""
     rt, celery = env
     celery.fail = True
     with capture_logs() as logs:
-        add_oauth2_connection(rt, provider)
+        add_oauth2_connection(rt, mock_provider)
     (row,) = _rows(rt)
     assert [e["event"] for e in logs if e["event"].startswith("webhook.")] == [
         "webhook.enqueue_failed"
@@ -299,14 +292,14 @@ def test_a_failed_enqueue_is_picked_up_by_the_sweep(
 
 def test_500_twice_then_200_sends_the_same_event_three_times_and_then_nothing(
     env: tuple[Runtime, FakeCelery],
-    provider: MockProvider,
+    mock_provider: MockProvider,
     receiver: WebhookReceiver,
     clock: FakeClock,
 ) -> None:
     """Retries wait with backoff; the 200 ends it; a redelivered task sends nothing more."""
     rt, celery = env
     receiver.script.extend([500, 500])
-    add_oauth2_connection(rt, provider)
+    add_oauth2_connection(rt, mock_provider)
     (outbox_id,) = celery.sent
     sender = sender_of(rt)
     with capture_logs() as logs:
@@ -341,7 +334,7 @@ def test_500_twice_then_200_sends_the_same_event_three_times_and_then_nothing(
 @pytest.mark.parametrize("status", [302, 400, 410])
 def test_redirects_and_client_errors_are_not_followed_or_retried(
     env: tuple[Runtime, FakeCelery],
-    provider: MockProvider,
+    mock_provider: MockProvider,
     receiver: WebhookReceiver,
     status: int,
 ) -> None:
@@ -349,7 +342,7 @@ def test_redirects_and_client_errors_are_not_followed_or_retried(
     rt, celery = env
     receiver.redirect_to = receiver.url + "/elsewhere"
     receiver.script.append(status)
-    add_oauth2_connection(rt, provider)
+    add_oauth2_connection(rt, mock_provider)
     with capture_logs() as logs:
         _deliver_all(rt, celery)
     assert [r.path for r in receiver.received()] == ["/primary"]
@@ -359,7 +352,7 @@ def test_redirects_and_client_errors_are_not_followed_or_retried(
 
 
 def test_network_errors_retry_until_the_deadline_then_fail(
-    tmp_path: Path, clock: FakeClock, provider: MockProvider
+    tmp_path: Path, clock: FakeClock, mock_provider: MockProvider
 ) -> None:
     """Nothing listening: retried with growing waits, then failed once the deadline is near."""
     rt, celery = _runtime(
@@ -370,7 +363,7 @@ def test_network_errors_retry_until_the_deadline_then_fail(
         webhook_deadline_seconds=60.0,
     )
     try:
-        add_oauth2_connection(rt, provider)
+        add_oauth2_connection(rt, mock_provider)
         (outbox_id,) = celery.sent
         sender = sender_of(rt)
         waits = []
@@ -386,13 +379,13 @@ def test_network_errors_retry_until_the_deadline_then_fail(
 
 
 def test_rows_of_one_connection_are_delivered_in_order(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """A task for the later event delivers the earlier one first; a retrying head holds the rest."""
     rt, celery = env
     receiver.script.append(503)
-    add_oauth2_connection(rt, provider, connection_id="acme")
-    add_oauth2_connection(rt, provider, connection_id="acme")
+    add_oauth2_connection(rt, mock_provider, connection_id="acme")
+    add_oauth2_connection(rt, mock_provider, connection_id="acme")
     creation_id, override_id = celery.sent
     sender = sender_of(rt)
     result = sender.deliver(override_id)
@@ -411,11 +404,11 @@ def test_rows_of_one_connection_are_delivered_in_order(
 
 
 def test_concurrent_deliveries_of_one_row_send_it_once(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """Eight workers handed the same row at once (redelivery, sweep, retry): one POST."""
     rt, celery = env
-    add_oauth2_connection(rt, provider)
+    add_oauth2_connection(rt, mock_provider)
     (outbox_id,) = celery.sent
     barrier = threading.Barrier(8)
     senders = [
@@ -444,12 +437,12 @@ def test_concurrent_deliveries_of_one_row_send_it_once(
 
 
 def test_one_run_sends_at_most_three_rows_and_names_the_next(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider, receiver: WebhookReceiver
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider, receiver: WebhookReceiver
 ) -> None:
     """Five queued events of one connection: a run sends three in order and hands on the fourth."""
     rt, celery = env
     for _ in range(5):
-        add_oauth2_connection(rt, provider, connection_id="acme")
+        add_oauth2_connection(rt, mock_provider, connection_id="acme")
     ids = list(celery.sent)
     first = sender_of(rt).deliver(ids[0])
     assert first.attempts == 3 and first.continue_with == ids[3]
@@ -460,7 +453,7 @@ def test_one_run_sends_at_most_three_rows_and_names_the_next(
 
 
 def test_a_read_that_finds_the_token_revoked_sends_the_failure_webhook(
-    env: tuple[Runtime, FakeCelery], provider: MockProvider
+    env: tuple[Runtime, FakeCelery], mock_provider: MockProvider
 ) -> None:
     """trigger=on_read: the API read's refresh is rejected → one failure row; the next read none."""
     from fastapi.testclient import TestClient
@@ -468,8 +461,8 @@ def test_a_read_that_finds_the_token_revoked_sends_the_failure_webhook(
     from freshtoken.api.app import create_app
 
     rt, celery = env
-    add_oauth2_connection(rt, provider, connection_id="acme", expires_in=-5)
-    provider.inject("invalid_grant")
+    add_oauth2_connection(rt, mock_provider, connection_id="acme", expires_in=-5)
+    mock_provider.inject("invalid_grant")
     with capture_logs() as logs, TestClient(create_app(rt)) as client:
         for _ in range(2):
             client.get(
@@ -485,13 +478,13 @@ def test_a_read_that_finds_the_token_revoked_sends_the_failure_webhook(
 
 def test_a_claim_left_by_a_dead_worker_expires_and_the_sweep_sends_the_row(
     env: tuple[Runtime, FakeCelery],
-    provider: MockProvider,
+    mock_provider: MockProvider,
     receiver: WebhookReceiver,
     clock: FakeClock,
 ) -> None:
     """A worker that died holding the claim blocks the row only until its lease runs out."""
     rt, celery = env
-    add_oauth2_connection(rt, provider)
+    add_oauth2_connection(rt, mock_provider)
     (outbox_id,) = celery.sent
     sender = sender_of(rt)
     assert isinstance(sender._claim(outbox_id), WebhookOutbox)  # ...and the worker dies here
@@ -504,7 +497,7 @@ def test_a_claim_left_by_a_dead_worker_expires_and_the_sweep_sends_the_row(
 
 
 def test_an_endless_answer_is_read_only_up_to_the_bound(
-    tmp_path: Path, clock: FakeClock, provider: MockProvider
+    tmp_path: Path, clock: FakeClock, mock_provider: MockProvider
 ) -> None:
     """A receiver announcing 1 GB and streaming forever: 64 KiB are read, the 200 counts, fast."""
     import socket
@@ -537,7 +530,7 @@ def test_an_endless_answer_is_read_only_up_to_the_bound(
     port = server.getsockname()[1]
     rt, celery = _runtime(tmp_path, clock, webhook_url=f"http://127.0.0.1:{port}/hook")
     try:
-        add_oauth2_connection(rt, provider)
+        add_oauth2_connection(rt, mock_provider)
         started = time.monotonic()
         with capture_logs() as logs:
             sender_of(rt).deliver(celery.sent[0])

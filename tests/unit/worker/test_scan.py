@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from tests.e2e_helpers import drop_schema
-from tests.support import add_oauth2_connection, make_runtime, make_settings, pg_schema_url
+from tests.support import add_fake_connections, add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh import policy
 from freshtoken.refresh.service import RefreshService
-from freshtoken.runtime import Runtime, build_runtime
-from freshtoken.store.credentials import iso
+from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
 from freshtoken.worker.scan import Job, RefreshScanner, ScanReport
 
 CLAIM_TTL = 60  # the default lease: about one task's worst case (lock wait + lock TTL)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """A frozen clock; tests move it explicitly."""
-    return FakeClock()
 
 
 @pytest.fixture
@@ -49,7 +39,7 @@ def make_rt(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., Runtime]
 
 
 @pytest.fixture
-def runtime(make_rt: Callable[..., Runtime]) -> Runtime:
+def scan_runtime(make_rt: Callable[..., Runtime]) -> Runtime:
     """A runtime with default scan settings."""
     return make_rt()
 
@@ -64,7 +54,7 @@ def add(
     connection_id: str | None = None,
 ) -> int:
     """Import one connection with fake tokens (the scan never calls the provider)."""
-    return add_many(
+    return add_fake_connections(
         rt,
         1,
         expires_in=expires_in,
@@ -73,48 +63,6 @@ def add(
         credentials=credentials,
         prefix=connection_id,
     )[0]
-
-
-def add_many(
-    rt: Runtime,
-    count: int,
-    *,
-    expires_in: float | None,
-    lifetime: float = 3600,
-    provider: str = "oauth2",
-    credentials: dict[str, Any] | None = None,
-    prefix: str | None = None,
-) -> list[int]:
-    """Import ``count`` connections in one transaction; each token was issued ``lifetime`` ago.
-
-    ``expires_in`` None imports a refresh token without an expiry.
-    """
-    now = rt.clock.now()
-    expires_at = None if expires_in is None else now + dt.timedelta(seconds=expires_in)
-    pks: list[int] = []
-    with rt.store() as store:
-        key = f"{provider}-int"
-        integration = store.get_integration(key) or store.create_integration(
-            unique_key=key, provider=provider, client_id="cid", client_secret="csecret"
-        )
-        for i in range(count):
-            creds = dict(
-                credentials
-                or {"type": "OAUTH2", "access_token": f"at-{i}", "refresh_token": f"rt-{i}"}
-            )
-            if expires_at is not None and creds.get("type") == "OAUTH2":
-                creds["expires_at"] = iso(expires_at)
-            conn, _ = store.upsert_connection(
-                integration,
-                connection_id=f"{prefix or 'conn'}-{uuid.uuid4().hex[:10]}",
-                credentials=creds,
-                connection_config={"token_url": "http://127.0.0.1:9/oauth/token"},
-            )
-            if expires_at is not None:
-                conn.last_refresh_success = expires_at - dt.timedelta(seconds=lifetime)
-                conn.next_refresh_at = rt.plan_next_refresh(conn)
-            pks.append(conn.id)
-    return pks
 
 
 def row(rt: Runtime, pk: int) -> Connection:
@@ -135,35 +83,37 @@ def scan(rt: Runtime, *, seed: int = 7, **kwargs: Any) -> tuple[ScanReport, list
 # -- what is due ----------------------------------------------------------------------------------
 
 
-def test_only_due_rows_are_claimed(runtime: Runtime) -> None:
+def test_only_due_rows_are_claimed(scan_runtime: Runtime) -> None:
     """Only rows whose next_refresh_at has come are claimed; their lease is countdown + TTL."""
-    due = add(runtime, expires_in=600)  # an hour token with 10 min left: inside its 1350 s lead
-    later = add(runtime, expires_in=3000)  # due in 1650 s
-    fresh = add(runtime, expires_in=3600)
-    before = {pk: row(runtime, pk).next_refresh_at for pk in (later, fresh)}
+    due = add(
+        scan_runtime, expires_in=600
+    )  # an hour token with 10 min left: inside its 1350 s lead
+    later = add(scan_runtime, expires_in=3000)  # due in 1650 s
+    fresh = add(scan_runtime, expires_in=3600)
+    before = {pk: row(scan_runtime, pk).next_refresh_at for pk in (later, fresh)}
 
-    report, jobs = scan(runtime)
+    report, jobs = scan(scan_runtime)
 
     assert [j.connection_pk for j in jobs] == [due]
     assert (report.due, report.claimed, report.enqueued, report.skipped) == (1, 1, 1, 0)
     (job,) = jobs
     assert job.trigger == "scheduled"
     assert job.provider == "oauth2"
-    assert job.seen_version == row(runtime, due).version
-    claimed = row(runtime, due)
-    lease = runtime.clock.now() + dt.timedelta(seconds=job.countdown + CLAIM_TTL)
+    assert job.seen_version == row(scan_runtime, due).version
+    claimed = row(scan_runtime, due)
+    lease = scan_runtime.clock.now() + dt.timedelta(seconds=job.countdown + CLAIM_TTL)
     assert claimed.next_refresh_at == lease
     assert claimed.refresh_claimed_until == lease
-    assert {pk: row(runtime, pk).next_refresh_at for pk in (later, fresh)} == before
-    assert row(runtime, later).refresh_claimed_until is None
+    assert {pk: row(scan_runtime, pk).next_refresh_at for pk in (later, fresh)} == before
+    assert row(scan_runtime, later).refresh_claimed_until is None
 
 
-def test_an_immediate_second_scan_claims_nothing(runtime: Runtime) -> None:
+def test_an_immediate_second_scan_claims_nothing(scan_runtime: Runtime) -> None:
     """A scan right after another enqueues nothing: a claimed row is never enqueued twice."""
-    add_many(runtime, 5, expires_in=600)
+    add_fake_connections(scan_runtime, 5, expires_in=600)
 
-    _, first_jobs = scan(runtime)
-    second, second_jobs = scan(runtime)
+    _, first_jobs = scan(scan_runtime)
+    second, second_jobs = scan(scan_runtime)
 
     assert len(first_jobs) == 5
     assert second_jobs == []
@@ -171,102 +121,102 @@ def test_an_immediate_second_scan_claims_nothing(runtime: Runtime) -> None:
     assert second.oldest_overdue_seconds is None
 
 
-def test_an_expired_lease_is_claimed_again(runtime: Runtime, clock: FakeClock) -> None:
+def test_an_expired_lease_is_claimed_again(scan_runtime: Runtime, clock: FakeClock) -> None:
     """A row whose task never ran is claimed again once countdown + claim TTL have passed."""
-    pk = add(runtime, expires_in=600)
-    _, (job,) = scan(runtime)
+    pk = add(scan_runtime, expires_in=600)
+    _, (job,) = scan(scan_runtime)
     lease_seconds = job.countdown + CLAIM_TTL
 
     clock.advance(lease_seconds - 1)
-    assert scan(runtime)[1] == []
+    assert scan(scan_runtime)[1] == []
 
     clock.advance(1)
-    _, jobs = scan(runtime)
+    _, jobs = scan(scan_runtime)
     assert [j.connection_pk for j in jobs] == [pk]
-    assert row(runtime, pk).refresh_claimed_until is not None
+    assert row(scan_runtime, pk).refresh_claimed_until is not None
 
 
 def test_rows_that_cannot_be_refreshed_are_never_scanned(
-    runtime: Runtime, clock: FakeClock
+    scan_runtime: Runtime, clock: FakeClock
 ) -> None:
     """needs_reauth, exhausted, deleted, API_KEY and token-less rows are never claimed."""
     with MockProvider(MockProviderConfig()) as provider:
-        reauth, _ = add_oauth2_connection(runtime, provider, expires_in=600)
+        reauth, _ = add_oauth2_connection(scan_runtime, provider, expires_in=600)
         provider.inject("invalid_grant")
-        service = runtime.extras["refresh_service"]
+        service = scan_runtime.extras["refresh_service"]
         assert isinstance(service, RefreshService)
         assert service.refresh(reauth, trigger="scheduled").outcome == "failed"
-    exhausted = add(runtime, expires_in=600, connection_id="exhausted")
-    with runtime.store() as store:
+    exhausted = add(scan_runtime, expires_in=600, connection_id="exhausted")
+    with scan_runtime.store() as store:
         conn = store.get_connection_by_pk(exhausted)
         assert conn is not None
         conn.refresh_exhausted = True
-        conn.next_refresh_at = runtime.plan_next_refresh(conn)
-    deleted = add(runtime, expires_in=600, connection_id="deleted")
-    with runtime.store() as store:
+        conn.next_refresh_at = scan_runtime.plan_next_refresh(conn)
+    deleted = add(scan_runtime, expires_in=600, connection_id="deleted")
+    with scan_runtime.store() as store:
         conn = store.get_connection_by_pk(deleted)
         assert conn is not None
         store.soft_delete(conn)
     api_key = add(
-        runtime,
+        scan_runtime,
         expires_in=None,
         credentials={"type": "API_KEY", "apiKey": "k-123456789"},
         connection_id="apikey",
     )
     no_refresh_token = add(
-        runtime,
+        scan_runtime,
         expires_in=600,
         credentials={"type": "OAUTH2", "access_token": "at-only"},
         connection_id="no-rt",
     )
-    assert row(runtime, reauth).needs_reauth
+    assert row(scan_runtime, reauth).needs_reauth
 
     clock.advance(30 * 86400)  # far past every expiry and every keep-alive
-    report, jobs = scan(runtime)
+    report, jobs = scan(scan_runtime)
 
     assert jobs == []
     assert report.due == 0
     for pk in (reauth, exhausted, deleted, api_key, no_refresh_token):
-        assert row(runtime, pk).next_refresh_at is None, pk
+        assert row(scan_runtime, pk).next_refresh_at is None, pk
 
 
-def test_a_refresh_token_without_expiry_is_due_at_once(runtime: Runtime) -> None:
+def test_a_refresh_token_without_expiry_is_due_at_once(scan_runtime: Runtime) -> None:
     """A refresh token with no known expiry is refreshed at the first scan, without countdown."""
-    pk = add(runtime, expires_in=None)
+    pk = add(scan_runtime, expires_in=None)
 
-    _, jobs = scan(runtime)
+    _, jobs = scan(scan_runtime)
 
     assert [(j.connection_pk, j.trigger, j.countdown) for j in jobs] == [(pk, "scheduled", 0.0)]
 
 
-def test_an_idle_refresh_token_is_kept_alive(runtime: Runtime) -> None:
+def test_an_idle_refresh_token_is_kept_alive(scan_runtime: Runtime) -> None:
     """A token good for 3 more days whose last refresh was 25 h ago is due as a keep-alive."""
     three_days = 3 * 86400
-    idle = add(runtime, expires_in=three_days, lifetime=three_days + 25 * 3600)
-    recent = add(runtime, expires_in=three_days, lifetime=three_days + 23 * 3600)
+    idle = add(scan_runtime, expires_in=three_days, lifetime=three_days + 25 * 3600)
+    recent = add(scan_runtime, expires_in=three_days, lifetime=three_days + 23 * 3600)
 
-    _, jobs = scan(runtime)
+    _, jobs = scan(scan_runtime)
 
     (job,) = jobs
     assert job.connection_pk == idle
     assert job.trigger == "keepalive"
     assert 0 <= job.countdown <= 300  # not urgent: spread over a few minutes
-    assert row(runtime, recent).refresh_claimed_until is None
+    assert row(scan_runtime, recent).refresh_claimed_until is None
 
 
 def test_exact_online_is_due_only_in_its_last_30_seconds(
-    runtime: Runtime, clock: FakeClock
+    scan_runtime: Runtime, clock: FakeClock
 ) -> None:
     """exact-online (refresh_lead_seconds 30) is not due 60 s before expiry but is 20 s before."""
-    pk = add(runtime, expires_in=60, lifetime=600, provider="exact-online")
-    expires_at = row(runtime, pk).expires_at
+    pk = add(scan_runtime, expires_in=60, lifetime=600, provider="exact-online")
+    expires_at = row(scan_runtime, pk).expires_at
     assert expires_at is not None
-    assert row(runtime, pk).next_refresh_at == expires_at - dt.timedelta(seconds=30)
+    assert row(scan_runtime, pk).next_refresh_at == expires_at - dt.timedelta(seconds=30)
 
-    assert scan(runtime)[1] == []
+    assert scan(scan_runtime)[1] == []
 
     clock.advance(40)
-    _, jobs = scan(runtime)
+    _, jobs = scan(scan_runtime)
     assert [(j.connection_pk, j.provider, j.trigger) for j in jobs] == [
         (pk, "exact-online", "scheduled")
     ]
@@ -274,20 +224,22 @@ def test_exact_online_is_due_only_in_its_last_30_seconds(
 
 
 def test_a_burst_of_simultaneous_expiries_is_spread_before_the_read_margin(
-    runtime: Runtime,
+    scan_runtime: Runtime,
 ) -> None:
     """1,000 tokens expiring at one instant get countdowns spread over the whole safe window.
 
     Every countdown lands before the read margin starts (so no read has to refresh) and they are
     spread evenly, not bunched at 0.
     """
-    pks = add_many(runtime, 1000, expires_in=1000)  # hour tokens: lead 1350 s, read margin 900 s
-    conn = row(runtime, pks[0])
-    margin = policy.read_margin(conn, runtime.catalog.get("oauth2"), runtime.settings)
+    pks = add_fake_connections(
+        scan_runtime, 1000, expires_in=1000
+    )  # hour tokens: lead 1350 s, read margin 900 s
+    conn = row(scan_runtime, pks[0])
+    margin = policy.read_margin(conn, scan_runtime.catalog.get("oauth2"), scan_runtime.settings)
     assert margin == 900
     window = (1000 - margin - 5) * 0.8  # what is left before the margin, minus safety, 80 %
 
-    report, jobs = scan(runtime)
+    report, jobs = scan(scan_runtime)
 
     assert report.claimed == 1000
     countdowns = sorted(j.countdown for j in jobs)
@@ -306,9 +258,9 @@ def test_a_burst_of_simultaneous_expiries_is_spread_before_the_read_margin(
 # -- the event ------------------------------------------------------------------------------------
 
 
-def test_each_scan_logs_one_refresh_scan_event(runtime: Runtime, clock: FakeClock) -> None:
+def test_each_scan_logs_one_refresh_scan_event(scan_runtime: Runtime, clock: FakeClock) -> None:
     """refresh.scan reports due, claimed, enqueued, skipped, oldest overdue and duration."""
-    pks = add_many(runtime, 3, expires_in=1250)  # due 100 s ago (lead 1350 s)
+    pks = add_fake_connections(scan_runtime, 3, expires_in=1250)  # due 100 s ago (lead 1350 s)
     failing = pks[1]
 
     def enqueue(job: Job) -> None:
@@ -318,7 +270,7 @@ def test_each_scan_logs_one_refresh_scan_event(runtime: Runtime, clock: FakeCloc
 
     enqueued: list[Job] = []
     with capture_logs() as logs:
-        report = RefreshScanner(runtime, enqueue, rng=random.Random(1)).scan()
+        report = RefreshScanner(scan_runtime, enqueue, rng=random.Random(1)).scan()
 
     (event,) = [e for e in logs if e["event"] == "refresh.scan"]
     assert event["due"] == 3
@@ -333,20 +285,22 @@ def test_each_scan_logs_one_refresh_scan_event(runtime: Runtime, clock: FakeCloc
         failing
     ]
     # The row whose publish failed stays claimed and comes back once its lease is over.
-    lease = row(runtime, failing).refresh_claimed_until
+    lease = row(scan_runtime, failing).refresh_claimed_until
     assert lease is not None
     clock.set(lease)
     expired = {
-        pk for pk in pks if (until := row(runtime, pk).refresh_claimed_until) and until <= lease
+        pk
+        for pk in pks
+        if (until := row(scan_runtime, pk).refresh_claimed_until) and until <= lease
     }
     assert failing in expired
-    assert {j.connection_pk for j in scan(runtime)[1]} == expired
+    assert {j.connection_pk for j in scan(scan_runtime)[1]} == expired
 
 
-def test_an_empty_scan_still_logs_its_event(runtime: Runtime) -> None:
+def test_an_empty_scan_still_logs_its_event(scan_runtime: Runtime) -> None:
     """A scan with nothing due logs refresh.scan with zero counts and no overdue figure."""
     with capture_logs() as logs:
-        scan(runtime)
+        scan(scan_runtime)
 
     (event,) = [e for e in logs if e["event"] == "refresh.scan"]
     assert (event["due"], event["claimed"], event["enqueued"], event["skipped"]) == (0, 0, 0, 0)
@@ -359,7 +313,7 @@ def test_an_empty_scan_still_logs_its_event(runtime: Runtime) -> None:
 def test_one_scan_pages_through_more_rows_than_a_batch(make_rt: Callable[..., Runtime]) -> None:
     """With a batch of 7, one scan claims all 50 due rows page by page."""
     rt = make_rt(scan_batch_size=7)
-    pks = add_many(rt, 50, expires_in=600)
+    pks = add_fake_connections(rt, 50, expires_in=600)
 
     report, jobs = scan(rt)
 
@@ -372,57 +326,10 @@ def test_one_scan_pages_through_more_rows_than_a_batch(make_rt: Callable[..., Ru
 def test_the_page_budget_leaves_the_rest_to_the_next_scan(make_rt: Callable[..., Runtime]) -> None:
     """A scan stops after max_pages; the next scan picks up the remaining rows."""
     rt = make_rt(scan_batch_size=7)
-    pks = add_many(rt, 50, expires_in=600)
+    pks = add_fake_connections(rt, 50, expires_in=600)
 
     first, first_jobs = scan(rt, max_pages=3)
     _, second_jobs = scan(rt, max_pages=20)
 
     assert len(first_jobs) == 21 and first.pages == 3
     assert sorted(j.connection_pk for j in first_jobs + second_jobs) == sorted(pks)
-
-
-# -- PostgreSQL -----------------------------------------------------------------------------------
-
-
-@pytest.mark.integration
-def test_concurrent_scans_on_postgresql_claim_disjoint_rows(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    """Two scanners racing on PostgreSQL (FOR UPDATE SKIP LOCKED) never claim the same row."""
-    url = pg_schema_url()
-    try:
-        settings = make_settings(tmp_path, database_url=url, scan_batch_size=25)
-        first = make_runtime(settings, clock=clock)
-        second = build_runtime(settings, clock=clock)
-        try:
-            pks = add_many(first, 300, expires_in=600)
-            barrier = threading.Barrier(2)
-            claimed: dict[str, list[int]] = {}
-
-            def run(name: str, rt: Runtime) -> None:
-                jobs: list[Job] = []
-
-                def enqueue(job: Job) -> None:
-                    jobs.append(job)
-
-                barrier.wait()
-                for _ in range(3):
-                    RefreshScanner(rt, enqueue).scan()
-                claimed[name] = [j.connection_pk for j in jobs]
-
-            threads = [
-                threading.Thread(target=run, args=(name, rt))
-                for name, rt in (("first", first), ("second", second))
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-
-            assert set(claimed["first"]).isdisjoint(claimed["second"])
-            assert sorted(claimed["first"] + claimed["second"]) == sorted(pks)
-        finally:
-            first.close()
-            second.close()
-    finally:
-        drop_schema(url)

@@ -108,24 +108,9 @@ def test_retry_countdown_keeps_backing_off_for_an_expired_token() -> None:
 
 
 @pytest.fixture
-def provider() -> Iterator[MockProvider]:
-    """A real HTTP mock provider (rotation and reuse detection on)."""
-    with MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as mock:
-        yield mock
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """A migrated SQLite runtime on the real clock, in-process locks."""
-    rt = make_runtime(make_settings(tmp_path))
-    yield rt
-    rt.close()
-
-
-@pytest.fixture
-def app(runtime: Runtime) -> Iterator[Celery]:
+def celery_app(refresh_runtime: Runtime) -> Iterator[Celery]:
     """The Celery app over ``runtime`` (memory broker: nothing leaves the process)."""
-    application = create_celery(runtime.settings, runtime)
+    application = create_celery(refresh_runtime.settings, refresh_runtime)
     _purge(application)
     yield application
     _purge(application)
@@ -165,19 +150,19 @@ def _events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_scheduled_refresh_of_a_due_row_succeeds_and_advances_next_refresh_at(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A claimed due row is refreshed once; its claim is released and its next due time set."""
-    pk, family = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
-    claimed = _row(runtime, pk)
+    pk, family = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
+    claimed = _row(refresh_runtime, pk)
     assert claimed.refresh_claimed_until is not None
 
     with capture_logs() as logs:
-        assert _run(app, job) == "success"
+        assert _run(celery_app, job) == "success"
 
-    conn = _row(runtime, pk)
-    assert provider.stats()["calls_by_refresh_token"] == {family["refresh_token"]: 1}
+    conn = _row(refresh_runtime, pk)
+    assert mock_provider.stats()["calls_by_refresh_token"] == {family["refresh_token"]: 1}
     assert conn.version == job.seen_version + 1
     assert conn.refresh_claimed_until is None
     assert conn.expires_at is not None and conn.next_refresh_at is not None
@@ -190,61 +175,61 @@ def test_scheduled_refresh_of_a_due_row_succeeds_and_advances_next_refresh_at(
 
 
 def test_permanent_failure_is_not_retried_and_leaves_the_scan(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """invalid_grant: one provider call, no retry, needs_reauth, and next_refresh_at NULL."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
-    provider.inject("invalid_grant")
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
+    mock_provider.inject("invalid_grant")
 
     with capture_logs() as logs:
-        assert _run(app, job) == "failed"
+        assert _run(celery_app, job) == "failed"
 
-    assert provider.stats()["token_calls"] == 1
+    assert mock_provider.stats()["token_calls"] == 1
     (event,) = _events(logs)
     assert (event["outcome"], event["error_class"], event["attempt"]) == ("failed", "permanent", 1)
-    conn = _row(runtime, pk)
+    conn = _row(refresh_runtime, pk)
     assert conn.needs_reauth
     assert conn.next_refresh_at is None
     assert conn.refresh_claimed_until is None
-    assert RefreshScanner(runtime, lambda _job: None).scan().due == 0
+    assert RefreshScanner(refresh_runtime, lambda _job: None).scan().due == 0
 
 
 def test_transient_failure_is_retried_then_succeeds(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A 500 is retried (attempt 2) and the retry succeeds: the provider sees exactly 2 calls."""
-    pk, family = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
-    provider.inject("500")
+    pk, family = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
+    mock_provider.inject("500")
 
     with capture_logs() as logs:
-        assert _run(app, job) == "success"
+        assert _run(celery_app, job) == "success"
 
-    assert provider.stats()["refresh_calls"] == 2
-    assert provider.stats()["calls_by_refresh_token"] == {family["refresh_token"]: 2}
+    assert mock_provider.stats()["refresh_calls"] == 2
+    assert mock_provider.stats()["calls_by_refresh_token"] == {family["refresh_token"]: 2}
     first, second = _events(logs)
     assert (first["outcome"], first["http_status"], first["attempt"]) == ("failed", 500, 1)
     assert (second["outcome"], second["attempt"]) == ("success", 2)
-    conn = _row(runtime, pk)
+    conn = _row(refresh_runtime, pk)
     assert conn.version == job.seen_version + 1
     assert conn.next_refresh_at is not None and conn.refresh_claimed_until is None
 
 
 def test_transient_failure_without_retries_left_returns_to_the_scan(
-    tmp_path: Path, provider: MockProvider
+    tmp_path: Path, mock_provider: MockProvider
 ) -> None:
     """After a transient failure with no retry left, the scan tries again after the back-off."""
     clock = FakeClock(dt.datetime.now(dt.UTC))
     rt = make_runtime(make_settings(tmp_path, task_max_retries=0), clock=clock)
     try:
         application = create_celery(rt.settings, rt)
-        pk, _ = add_oauth2_connection(rt, provider, expires_in=600)
+        pk, _ = add_oauth2_connection(rt, mock_provider, expires_in=600)
         job = _claim(rt, pk)
-        provider.inject("503")
+        mock_provider.inject("503")
 
         assert _run(application, job) == "failed"
-        assert provider.stats()["token_calls"] == 1
+        assert mock_provider.stats()["token_calls"] == 1
 
         clock.advance(rt.settings.scan_retry_after_failure_seconds + 1)
         jobs: list[Job] = []
@@ -255,50 +240,56 @@ def test_transient_failure_without_retries_left_returns_to_the_scan(
 
 
 def test_scheduled_task_skips_a_row_refreshed_since_the_claim(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A scheduled task whose row was refreshed meanwhile does not call the provider again."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
-    service = runtime.extras["refresh_service"]
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
+    service = refresh_runtime.extras["refresh_service"]
     assert isinstance(service, RefreshService)
     assert service.refresh(pk, trigger="on_read").outcome == "success"
 
-    assert _run(app, job) == "skipped_fresh"
-    assert provider.stats()["refresh_calls"] == 1
+    assert _run(celery_app, job) == "skipped_fresh"
+    assert mock_provider.stats()["refresh_calls"] == 1
 
 
 def test_keepalive_task_refreshes_a_token_that_is_not_due(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A keep-alive refreshes a token with days left, to keep its refresh token in use."""
     three_days = 3 * 86400
     pk, _ = add_oauth2_connection(
-        runtime, provider, lifetime_seconds=three_days + 25 * 3600, expires_in=three_days
+        refresh_runtime,
+        mock_provider,
+        lifetime_seconds=three_days + 25 * 3600,
+        expires_in=three_days,
     )
-    job = _claim(runtime, pk)
+    job = _claim(refresh_runtime, pk)
     assert job.trigger == "keepalive"
 
     with capture_logs() as logs:
-        assert _run(app, job) == "success"
+        assert _run(celery_app, job) == "success"
 
-    assert provider.stats()["refresh_calls"] == 1
+    assert mock_provider.stats()["refresh_calls"] == 1
     assert [e["trigger"] for e in _events(logs)] == ["keepalive"]
 
 
 def test_keepalive_task_is_satisfied_by_any_refresh_since_the_claim(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A keep-alive whose row moved past the claimed version is skipped: the token was used."""
     three_days = 3 * 86400
     pk, _ = add_oauth2_connection(
-        runtime, provider, lifetime_seconds=three_days + 25 * 3600, expires_in=three_days
+        refresh_runtime,
+        mock_provider,
+        lifetime_seconds=three_days + 25 * 3600,
+        expires_in=three_days,
     )
-    job = _claim(runtime, pk)
+    job = _claim(refresh_runtime, pk)
     stale = Job(job.connection_pk, job.provider, job.trigger, job.countdown, job.seen_version - 1)
 
-    assert _run(app, stale) == "skipped_fresh"
-    assert provider.stats()["refresh_calls"] == 0
+    assert _run(celery_app, stale) == "skipped_fresh"
+    assert mock_provider.stats()["refresh_calls"] == 0
 
 
 # -- the rate-limit gate --------------------------------------------------------------------------
@@ -318,42 +309,42 @@ class ScriptedLimiter:
 
 
 def test_a_short_rate_limit_wait_is_slept_in_the_task(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A wait that fits the attempt's budget is slept, then the refresh runs under the provider's
     key: the slot is taken right before the provider call."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
     limiter = ScriptedLimiter(0.05)
-    service = runtime.extras["refresh_service"]
+    service = refresh_runtime.extras["refresh_service"]
     assert isinstance(service, RefreshService)
     service.rate_limiter = limiter
 
-    assert _run(app, job) == "success"
+    assert _run(celery_app, job) == "success"
     assert limiter.calls == [("provider:oauth2", 50.0), ("provider:oauth2", 50.0)]
 
 
 def test_a_long_rate_limit_wait_defers_the_task_and_extends_the_claim(
-    runtime: Runtime, provider: MockProvider, app: Celery
+    refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
     """A wait beyond the attempt's budget re-enqueues the task for when a slot is free and keeps
     the scan off the row; nothing is recorded as a provider failure."""
-    pk, _ = add_oauth2_connection(runtime, provider, expires_in=600)
-    job = _claim(runtime, pk)
-    service = runtime.extras["refresh_service"]
+    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
+    job = _claim(refresh_runtime, pk)
+    service = refresh_runtime.extras["refresh_service"]
     assert isinstance(service, RefreshService)
     service.rate_limiter = ScriptedLimiter(5.0)
     before = dt.datetime.now(dt.UTC)
 
-    assert _run(app, job) == "throttled"
-    assert _row(runtime, pk).last_refresh_failure is None
+    assert _run(celery_app, job) == "throttled"
+    assert _row(refresh_runtime, pk).last_refresh_failure is None
 
-    assert provider.stats()["token_calls"] == 0
-    lease = _row(runtime, pk).refresh_claimed_until
+    assert mock_provider.stats()["token_calls"] == 0
+    lease = _row(refresh_runtime, pk).refresh_claimed_until
     assert lease is not None
-    expected = before + dt.timedelta(seconds=5.0 + runtime.settings.claim_ttl_seconds)
+    expected = before + dt.timedelta(seconds=5.0 + refresh_runtime.settings.claim_ttl_seconds)
     assert -1 < (lease - expected).total_seconds() < 3  # plus up to 1 s of jitter
-    with app.connection_for_write() as conn:
+    with celery_app.connection_for_write() as conn:
         message = conn.default_channel.basic_get(QUEUE)
         assert message is not None  # the deferred task, published on the app's own broker
         assert message.headers["task"] == REFRESH_TASK

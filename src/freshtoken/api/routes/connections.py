@@ -22,7 +22,8 @@ from freshtoken.api.authmode_import import (
     mint_on_import,
 )
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
-from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
+from freshtoken.api.errors import ApiError, error_responses, invalid_body
+from freshtoken.api.read_gate import refresh_for_read, refused_read
 from freshtoken.api.schemas import (
     CONNECTION_ID_PATTERN,
     ApiKeyCredentialsIn,
@@ -41,16 +42,14 @@ from freshtoken.api.schemas import (
 )
 from freshtoken.api.serialize import (
     JSONBytesResponse,
-    connection_denied,
     connection_full,
     connection_list_item,
 )
 from freshtoken.refresh.authmodes.read import APP_TYPES, with_fresh_app_jwt
-from freshtoken.refresh.seam import ReadRefresher, RefreshDenied
+from freshtoken.refresh.seam import RefreshDenied
 from freshtoken.runtime import Runtime
 from freshtoken.store.asyncread import decrypt_credentials
 from freshtoken.store.connection_list import ListQuery, list_connection_rows
-from freshtoken.store.models import Connection
 from freshtoken.store.repository import KEEP
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
@@ -112,17 +111,11 @@ async def read_connection(
     runtime.fetch_stamps.record(conn.id, now)
     credentials = decrypt_credentials(runtime.cipher, conn)
     try:
-        conn, credentials = await _refresh_for_read(
+        conn, credentials = await refresh_for_read(
             runtime.refresher, conn, credentials, force_refresh
         )
-    except RefreshDenied as exc:
-        shown = exc.connection if exc.connection is not None else conn
-        return error_response(
-            exc.http_status,
-            exc.code,
-            exc.message,
-            payload={"connection": connection_denied(shown, exc.log_id)},
-        )
+    except RefreshDenied as denied:
+        return refused_read(denied, conn)
     if refresh_app_jwt and conn.credentials_type in APP_TYPES:
         # Signs locally after a database read: a worker thread, off the event loop.
         credentials = await run_in_threadpool(with_fresh_app_jwt, runtime, conn, credentials)
@@ -164,17 +157,6 @@ router.add_api_route(
     response_model=ConnectionFullOut,
     responses=error_responses(400, 401, 404, 424, 429, 500, 503),
 )
-
-
-async def _refresh_for_read(
-    refresher: ReadRefresher, conn: Connection, credentials: dict[str, Any], force: bool
-) -> tuple[Connection, dict[str, Any]]:
-    """Await the refresher's async seam; a sync-only refresher (a plugin, a fake) gets a thread."""
-    seam = getattr(refresher, "arefresh_for_read", None)
-    if seam is not None:
-        result: tuple[Connection, dict[str, Any]] = await seam(conn, credentials, force=force)
-        return result
-    return await run_in_threadpool(refresher.refresh_for_read, conn, credentials, force=force)
 
 
 # -- list ---------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from freshtoken.api.deps import AuthedRoute, RuntimeDep
-from freshtoken.api.errors import ApiError, error_response, error_responses
+from freshtoken.api.errors import ApiError, error_responses
+from freshtoken.api.read_gate import refused_manual
 from freshtoken.api.schemas import CONNECTION_ID_PATTERN, ProviderConfigKeyQuery
-from freshtoken.api.serialize import JSONBytesResponse, connection_denied
+from freshtoken.api.serialize import JSONBytesResponse
 from freshtoken.refresh.policy import is_refreshable
 from freshtoken.refresh.service import RefreshService
 
@@ -76,33 +77,4 @@ async def refresh_connection(
                 "expires_at": result.credentials.get("expires_at"),
             }
         )
-    if result.outcome == "lock_timeout":
-        return error_response(
-            424,
-            "invalid_credentials",
-            "Another refresh of this connection is in progress. Please try again shortly.",
-            payload={"connection": connection_denied(shown, result.log_id)},
-        )
-    error = result.error
-    if error is not None and error.error_code == "throttled":
-        return error_response(
-            429,
-            "rate_limited",
-            "The provider's refresh rate limit is reached. Please try again in a moment.",
-            payload={
-                "connection": connection_denied(shown, result.log_id),
-                "log_id": result.log_id,
-            },
-        )
-    return error_response(
-        400,
-        "invalid_credentials",
-        "The external API returned an error when trying to refresh the access token.",
-        payload={
-            "connection": connection_denied(shown, result.log_id),
-            "outcome": result.outcome,
-            "error_code": error.error_code if error else None,
-            "error_class": error.error_class if error else None,
-            "log_id": result.log_id,
-        },
-    )
+    return refused_manual(result, shown)
