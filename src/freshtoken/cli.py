@@ -318,8 +318,6 @@ def keys_revoke(key_id_or_name: str) -> None:
 @click.argument("connection_id")
 def refresh(provider_config_key: str, connection_id: str) -> None:
     """Force one refresh of a connection and report the outcome (never the token)."""
-    from freshtoken.refresh.service import RefreshService
-
     runtime = runtime_from_env(require_schema=True)
     with runtime.store() as store:
         conn = store.get_connection(provider_config_key, connection_id)
@@ -330,9 +328,7 @@ def refresh(provider_config_key: str, connection_id: str) -> None:
             f"(GET /connections lists them)"
         )
         return
-    service = runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
-    result = service.refresh(pk, trigger="manual", force=True)
+    result = runtime.require_refresh_service().refresh(pk, trigger="manual", force=True)
     report: dict[str, Any] = {
         "connection_id": connection_id,
         "provider_config_key": provider_config_key,

@@ -550,7 +550,6 @@ def test_a_state_is_claimed_once_under_concurrency(
     """Eight simultaneous callbacks with one state: exactly one exchange, one success."""
     import threading
 
-    from freshtoken.api.routes.oauth import http_client
     from freshtoken.connect import flow
 
     token = new_session(client, provider)
@@ -566,7 +565,7 @@ def test_a_state_is_claimed_once_under_concurrency(
     def callback() -> None:
         barrier.wait()
         try:
-            flow.callback(runtime, query, http_client(runtime))
+            flow.callback(runtime, query, runtime.connect_http_client())
             outcomes.append("ok")
         except flow.FlowError as exc:
             outcomes.append(exc.error_type)

@@ -255,7 +255,7 @@ def _custom_context(rt: Runtime, provider: MockProvider, user: dict[str, Any] | 
 
     spec = rt.catalog.get("mock-github-app-oauth")
     assert spec is not None
-    service = rt.extras["refresh_service"]
+    service = rt.require_refresh_service()
     return AuthModeContext(
         http=service.http,
         spec=spec,

@@ -18,7 +18,6 @@ from tests.support import add_oauth2_connection, make_runtime, make_settings, pg
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh import policy
-from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime, build_runtime
 from freshtoken.store.credentials import iso
 from freshtoken.store.models import Connection
@@ -193,8 +192,7 @@ def test_rows_that_cannot_be_refreshed_are_never_scanned(
     with MockProvider(MockProviderConfig()) as provider:
         reauth, _ = add_oauth2_connection(runtime, provider, expires_in=600)
         provider.inject("invalid_grant")
-        service = runtime.extras["refresh_service"]
-        assert isinstance(service, RefreshService)
+        service = runtime.require_refresh_service()
         assert service.refresh(reauth, trigger="scheduled").outcome == "failed"
     exhausted = add(runtime, expires_in=600, connection_id="exhausted")
     with runtime.store() as store:
