@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -17,6 +17,9 @@ from freshtoken.ops_report import report
 from freshtoken.preflight import CliError as CliErrorLine
 from freshtoken.providers.check import providers as providers_group
 from freshtoken.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def _fail(message: str) -> None:
@@ -367,7 +370,7 @@ def _require_redis(role: str, embedded: bool) -> None:
         )
 
 
-def _run_celery(app: Any, argv: list[str]) -> None:
+def _run_celery(app: Celery, argv: list[str]) -> None:
     """Run ``celery ARGV`` for ``app`` and exit with Celery's exit code when it is not 0.
 
     Not ``app.worker_main()``/``app.start()``: they drop the code, so a worker that stopped on an

@@ -94,7 +94,7 @@ def test_a_task_outside_a_freshtoken_app_says_so() -> None:
     plain = Celery("other", set_as_current=False)
     task = plain.tasks[SCAN_TASK]
     with pytest.raises(TypeError, match="FreshtokenCelery"):
-        _ = task.runtime  # type: ignore[attr-defined]
+        _ = task.runtime
 
 
 def test_webhook_time_limits_follow_the_webhook_timeout(tmp_path: Path) -> None:
