@@ -21,7 +21,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -45,6 +45,7 @@ from benchmarks.common import (
     tree_rss_kb,
     wait_until,
 )
+from benchmarks.drivers import DriverSizes, bench_drivers
 from benchmarks.loadgen import run_load
 
 FRESHTOKEN_ROUTE = "/connections/{connectionId}"
@@ -61,6 +62,7 @@ class ReadPathSizes:
     duration_s: float = 2.0
     repetitions: int = 5
     warmup_s: float = 2.0
+    drivers: DriverSizes = field(default_factory=DriverSizes)
 
 
 def db_upgrade(env: dict[str, str]) -> None:
@@ -169,8 +171,12 @@ def bench_read_path(ctx: Context, sizes: ReadPathSizes, *, wrk: str | None) -> d
         ctx.stop(api)
         server_lines.extend(api.json_lines())
     _attach_server_times(runs, server_lines)
+    dsn, schema = libpq_dsn(url)
+    ids = [f"c{i}" for i in range(1, sizes.connections + 1)]
+    drivers = bench_drivers(dsn, schema, INTEGRATION_KEY, ids, sizes.drivers)
     ctx.drop_schema(url)
     return {
+        "drivers": drivers,
         "sizes": asdict(sizes),
         "tool": runs[0]["tool"] if runs else None,
         "runs": [{k: v for k, v in r.items() if k != "window"} for r in runs],

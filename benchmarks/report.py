@@ -459,7 +459,11 @@ def _read_path(w: Any, section: dict[str, Any] | None) -> None:
         "options and `W` workers, on an asyncpg pool of the same size, doing the same indexed "
         "SELECT of the same row (`provider_config_key`, `connection_id`, live rows) and "
         "returning it as JSON: no authentication, no decryption, no logging: the least this "
-        "machine can do for the same read. "
+        "machine can do for the same read. Neither pool sends asyncpg's reset query when a "
+        "connection goes back to it (nothing either runs changes session state). freshtoken "
+        "answers a plain read (known parameters, valid key and id, no body) in a pure-ASGI lean "
+        "path in front of FastAPI's routing (`freshtoken/api/fastread.py`), with the same "
+        "authentication, request id, `api.request` line and error handlers. "
         f"Load: {read['tool']}, closed loop, keep-alive, random connection of "
         f"{sizes['connections']:,} per request."
     )
@@ -512,6 +516,35 @@ def _read_path(w: Any, section: dict[str, Any] | None) -> None:
             f"freshtoken API memory, {workers} worker(s) (all processes): "
             f"{_mb(mem['idle_kb'])} idle, {_mb(mem['after_warmup_kb'])} after warm-up, "
             f"{_mb(mem['end_kb'])} after the runs; baseline {_mb(mem['baseline_end_kb'])}."
+        )
+    w("")
+    _drivers(w, read.get("drivers"))
+
+
+def _drivers(w: Any, drivers: dict[str, Any] | None) -> None:
+    """The driver comparison that chose the read path's async database access."""
+    if not drivers:
+        return
+    sizes = drivers["sizes"]
+    w("### The read path's async driver, by measurement")
+    w("")
+    w(
+        "The same SELECT as the read (the statement freshtoken compiles, a random live "
+        "connection per read) in one process and one event loop, each client coroutine on its "
+        "own connection, candidates in rotating order in every repetition "
+        f"({sizes['repetitions']} repetitions of {sizes['duration_s']} s each "
+        "(`benchmarks/drivers.py`)). **asyncpg** is `Connection.fetchrow` (what the read path "
+        "runs on PostgreSQL); **psycopg async** is psycopg 3's `AsyncConnection.execute` with "
+        "`prepare=True` in autocommit; **SQLAlchemy + asyncpg** is the Core statement on an "
+        "autocommit async engine (the read path's SQLite route, here on PostgreSQL)."
+    )
+    w("")
+    w("| clients | driver | reads/s (median) | ÷ asyncpg (paired, median) |")
+    w("| ---: | --- | ---: | ---: |")
+    for row in drivers["summary"]:
+        w(
+            f"| {row['clients']} | {row['candidate']} | {_f(row['rps_median'], 0)} | "
+            f"{_f(row['ratio_to_asyncpg'], 2)} |"
         )
     w("")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, Context, log
+from benchmarks.drivers import DriverSizes
 from benchmarks.early_warning import EarlyWarningSizes, bench_early_warning
 from benchmarks.freshness import FreshnessSizes, bench_freshness
 from benchmarks.list_connections import FULL_SIZES, QUICK_SIZES, bench_list_connections
@@ -117,6 +118,7 @@ QUICK = Preset(
         duration_s=1.0,
         repetitions=1,
         warmup_s=0.5,
+        drivers=DriverSizes(clients=(8,), duration_s=0.3, repetitions=1),
     ),
     storm=StormSizes(readers=50, latency_s=0.3, repetitions=1),
     slow=SlowSizes(

@@ -10,6 +10,7 @@ event fields, messages, exception tracebacks — keeps a token, secret, authoriz
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -74,14 +75,27 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
+# Every match of _INLINE_PATTERNS contains one of these (lower-case): a string holding none of
+# them skips the regular expressions. Every log line runs each of its strings through
+# scrub_text, and most (routes, ids, outcomes) hold none.
+_INLINE_MARKERS = re.compile("token|secret|key|password|bearer|basic")
+_NON_LETTERS = re.compile(r"[^a-z]")
+
+
+@functools.lru_cache(maxsize=1024)
 def _normalise(key: str) -> str:
-    return re.sub(r"[^a-z]", "", key.lower())
+    # Field names repeat on every line: cached.
+    return _NON_LETTERS.sub("", key.lower())
 
 
 def scrub_text(text: str) -> str:
     """Redact secrets inside a string (inline ``key=value`` forms, auth schemes, known keys)."""
-    for pattern in _INLINE_PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    # Only for ASCII: case-insensitive matching also folds a few other letters (the Kelvin
+    # sign matches "k"), which a lower-cased substring test would miss.
+    lowered = text.lower()
+    if not text.isascii() or _INLINE_MARKERS.search(lowered):
+        for pattern in _INLINE_PATTERNS:
+            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     for secret in _registered:
         if secret in text:
             text = text.replace(secret, REDACTED)

@@ -407,3 +407,29 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
 def _explode(request: httpx.Request) -> httpx.Response:
     """A transport bug whose message carries the whole request body (tokens and secret)."""
     raise RuntimeError(f"transport exploded: {request.content!r} {request.url}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "access_token=abc123",
+        "ACCESS-TOKEN: abc123",
+        "Authorization: Bearer abc.def",
+        "basic dXNlcjpwYXNz",
+        "api_key=k1",
+        "pass\u017fword=hunter2",  # LATIN SMALL LETTER LONG S matches "s" case-insensitively
+        "api_\u212aey=k1",  # KELVIN SIGN matches "k" case-insensitively
+        "tok\u0435n=cyrillic-e",  # not a match: a lookalike that is a different letter
+        "/connections/{connectionId}",
+        "GET",
+        "0123456789abcdef0123456789abcdef",
+    ],
+)
+def test_marker_prefilter_changes_no_answer(text: str) -> None:
+    """scrub_text's quick skip (no marker word in an ASCII string) redacts exactly what running
+    every inline pattern on every string redacts, including letters that fold case-insensitively
+    onto ASCII ones."""
+    full = text
+    for pattern in logs._INLINE_PATTERNS:
+        full = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{logs.REDACTED}", full)
+    assert logs.scrub_text(text) == full

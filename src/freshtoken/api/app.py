@@ -23,6 +23,7 @@ from freshtoken.api.errors import (
     envelope,
     install_error_handlers,
 )
+from freshtoken.api.fastread import READ_TEMPLATES, HotReadMiddleware
 from freshtoken.api.routes import (
     connect,
     connections,
@@ -256,11 +257,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         oauth.router,
     )
     methods: dict[str, set[str]] = {}
+    read_routes: dict[str, APIRoute] = {}
     for router in routers:
         app.include_router(router)
         for route in router.routes:
             if isinstance(route, APIRoute):
                 methods.setdefault(route.path_format, set()).update(route.methods or ())
+                if route.path_format in READ_TEMPLATES and "GET" in (route.methods or ()):
+                    read_routes[route.path_format] = route
     # @nangohq/frontend opens its result WebSocket at the API's root path.
     app.add_api_websocket_route("/", oauth.websocket_endpoint)
     # One template can be served by several routes (one per method): a 405 lists them all.
@@ -268,6 +272,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES)
     app.add_middleware(oauth.BrowserCorsMiddleware)
+    # The hot read's lean path: inside the request context (id, access line, last-resort 500),
+    # in front of everything else (see freshtoken.api.fastread).
+    app.add_middleware(
+        HotReadMiddleware,
+        read=connections.read_connection,
+        routes=read_routes,
+        exception_handlers=app.exception_handlers,
+        max_header_bytes=MAX_HEADER_BYTES,
+    )
     app.add_middleware(RequestContextMiddleware)  # added last = outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -23,7 +23,6 @@ from freshtoken.api.authmode_import import (
 )
 from freshtoken.api.deps import AuthedRoute, RuntimeDep, strict_query, tag_filters
 from freshtoken.api.errors import ApiError, error_response, error_responses, invalid_body
-from freshtoken.api.fastread import fast_read_route
 from freshtoken.api.schemas import (
     CONNECTION_ID_PATTERN,
     ApiKeyCredentialsIn,
@@ -147,9 +146,8 @@ async def get_connection(
     )
 
 
-# Registered as the decorators ``@router.get(...)`` would (same order, same OpenAPI), with a
-# route class whose plain requests take the lean handler (see freshtoken.api.fastread).
-_ReadRoute = fast_read_route(read_connection)
+# Plain reads of these two routes are answered in front of FastAPI by the lean path
+# (freshtoken.api.fastread.HotReadMiddleware), which ends in read_connection too.
 router.add_api_route(
     "/connection/{connectionId:connection_id}",
     get_connection,
@@ -157,7 +155,6 @@ router.add_api_route(
     response_model=ConnectionFullOut,
     responses=error_responses(400, 401, 404, 424, 429, 500, 503),
     deprecated=True,
-    route_class_override=_ReadRoute,
 )
 router.add_api_route(
     "/connections/{connectionId:path}",
@@ -165,7 +162,6 @@ router.add_api_route(
     methods=["GET"],
     response_model=ConnectionFullOut,
     responses=error_responses(400, 401, 404, 424, 429, 500, 503),
-    route_class_override=_ReadRoute,
 )
 
 
