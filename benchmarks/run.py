@@ -1,8 +1,9 @@
 """Run every benchmark side by side and write the report: ``python -m benchmarks.run``.
 
-``make bench`` runs this with the full sizes (about twelve minutes on 2 cores) and writes
-docs/benchmarks.md. ``--quick`` runs toy sizes in under a minute and writes its report to a
-temporary file unless ``--out`` is given: its figures only show that the code runs.
+``make bench`` runs this with the full sizes (about twelve minutes on 2 cores, plus about five for
+the ``heal`` timeline) and writes docs/benchmarks.md. ``--quick`` runs toy sizes in a few minutes
+and writes its report to a temporary file unless ``--out`` is given: its figures only show that
+the code runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from benchmarks.common import REPO_ROOT, Context, log
 from benchmarks.drivers import DriverSizes
 from benchmarks.early_warning import EarlyWarningSizes, bench_early_warning
 from benchmarks.freshness import FreshnessSizes, bench_freshness
+from benchmarks.heal import HealSizes, bench_heal
 from benchmarks.list_connections import FULL_SIZES, QUICK_SIZES, bench_list_connections
 from benchmarks.loadgen import ensure_wrk
 from benchmarks.machine import describe, load_average
@@ -44,6 +46,7 @@ SECTIONS = (
     "freshness",
     "early_warning",
     "list_connections",
+    "heal",
 )
 
 
@@ -59,6 +62,7 @@ class Preset:
     storm: StormSizes
     slow: SlowSizes
     early_warning: EarlyWarningSizes
+    heal: HealSizes = field(default_factory=HealSizes)
     notes: tuple[str, ...] = field(default=())
 
 
@@ -107,6 +111,7 @@ FULL = Preset(
         worker_concurrency=16,
         worker_pool="prefork",
     ),
+    heal=HealSizes(),  # the issue's shape: see benchmarks/heal.py and the report's Sizes
 )
 
 QUICK = Preset(
@@ -155,6 +160,21 @@ QUICK = Preset(
         worker_pool="prefork",
         client_connections=8,
     ),
+    heal=HealSizes(
+        connections=20,
+        lifetime_s=30.0,
+        read_rate=10.0,
+        reader_threads=4,
+        scan_interval_s=1.0,
+        retry_backoff_max_s=4,
+        warmup_s=4.0,
+        replace_after_s=2.0,
+        redis_down_s=3.0,
+        pg_down_s=3.0,
+        provider_500_s=4.0,
+        tail_extra_s=3.0,
+        sample_every_s=0.5,
+    ),
 )
 
 
@@ -173,6 +193,7 @@ def run_sections(
         "list_connections": lambda: bench_list_connections(
             ctx, QUICK_SIZES if preset.name == "quick" else FULL_SIZES
         ),
+        "heal": lambda: bench_heal(ctx, preset.heal),
     }
     results: dict[str, Any] = {}
     for name in sections:

@@ -15,11 +15,8 @@ connections: fault end to the connection's next successful refresh) is logged.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import statistics
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +25,16 @@ import httpx
 import pytest
 
 from freshtoken.mockprovider import MockProviderConfig
-from tests.e2e_helpers import Proc, parse_timestamp, wait_until
+from tests.chaos_helpers import (
+    Fault,
+    Read,
+    Readers,
+    Supervisor,
+    end_injected_failures,
+    median_next_refresh,
+    refresh_successes,
+)
+from tests.e2e_helpers import Proc, wait_until
 from tests.integration.test_faults import (  # the fixture and helpers of the fault tests
     AUTH,
     KEY,
@@ -67,91 +73,6 @@ oauth2:
     token_url: ${connectionConfig.token_url}
     refresh_token_reuse_grace_seconds: 30
 """
-
-
-@dataclasses.dataclass(frozen=True)
-class Read:
-    """One read: when (wall clock), the answer, and the served token's expiry."""
-
-    started: float
-    ended: float
-    connection_id: str
-    status: int
-    expires_at: float | None
-
-
-@dataclasses.dataclass
-class Fault:
-    """One fault on the timeline (wall clock)."""
-
-    name: str
-    began: float
-    ended: float = 0.0
-
-
-class Readers:
-    """A few threads reading random connections until stopped; every answer is kept."""
-
-    def __init__(self, base: str, names: list[str], threads: int = 4, pause: float = 0.15):
-        self.reads: list[Read] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._run, args=(base, names, i, pause), daemon=True)
-            for i in range(threads)
-        ]
-
-    def __enter__(self) -> Readers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-
-    def _run(self, base: str, names: list[str], index: int, pause: float) -> None:
-        rng = random.Random(index)
-        with httpx.Client(base_url=base, headers=AUTH, timeout=20) as client:
-            while not self._stop.is_set():
-                name = names[rng.randrange(len(names))]
-                started = time.time()
-                try:
-                    response = client.get(
-                        f"/connections/{name}", params={"provider_config_key": KEY}
-                    )
-                    status = response.status_code
-                    expires = (
-                        parse_timestamp(response.json()["credentials"]["expires_at"]).timestamp()
-                        if status == 200
-                        else None
-                    )
-                except httpx.HTTPError:
-                    status, expires = 0, None
-                with self._lock:
-                    self.reads.append(Read(started, time.time(), name, status, expires))
-                self._stop.wait(pause * (0.5 + rng.random()))
-
-
-def _successes(procs: list[Proc]) -> list[tuple[float, int]]:
-    """(wall time, connection pk) of every successful refresh, from every process's log."""
-    out = []
-    for proc in procs:
-        for e in proc.events("token.refresh"):
-            if e.get("outcome") == "success":
-                out.append((parse_timestamp(e["timestamp"]).timestamp(), int(e["connection_pk"])))
-    return sorted(out)
-
-
-def _time_to_heal(fault: Fault, pks: list[int], successes: list[tuple[float, int]]) -> float:
-    """Median over connections: fault end to the connection's next successful refresh."""
-    waits = []
-    for pk in pks:
-        after = [t for t, p in successes if p == pk and t >= fault.ended]
-        if after:
-            waits.append(after[0] - fault.ended)
-    return statistics.median(waits) if waits else float("nan")
 
 
 @pytest.mark.timeout(300)
@@ -194,27 +115,16 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
     # The supervisor (compose's restart:, systemd's Restart=on-failure): a worker or beat that
     # exits is started again; the exit must be a failure, or such a policy would leave it dead.
     live: dict[str, Proc] = {"worker-1": workers[0], "worker-2": workers[1], "beat": beat}
-    restarts: list[tuple[str, int | None]] = []
-    supervising = threading.Event()
-    supervising.set()
 
-    def supervise() -> None:
-        while not done.wait(0.5):
-            for name, proc in list(live.items()):
-                if supervising.is_set() and not proc.alive():
-                    restarts.append((name, proc.popen.returncode))
-                    again = f"{name}-r{len(restarts)}"
-                    live[name] = (
-                        stack.fleet.beat(again)
-                        if name == "beat"
-                        else stack.fleet.worker(again, concurrency=2)
-                    )
+    def restart(role: str, n: int) -> Proc:
+        again = f"{role}-r{n}"
+        if role == "beat":
+            return stack.fleet.beat(again)
+        return stack.fleet.worker(again, concurrency=2)
 
-    done = threading.Event()
-    supervisor = threading.Thread(target=supervise, daemon=True)
-    supervisor.start()
+    supervisor = Supervisor(live, restart).start()
 
-    with Readers(base, names) as readers:
+    with Readers([base], names, headers=AUTH, key=KEY) as readers:
         time.sleep(5)
         # 1. SIGKILL a busy worker (its prefork children too), replaced 3 s later.
         wait_until(
@@ -225,11 +135,11 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
             "worker-1 to be refreshing",
         )
         kill = Fault("worker SIGKILL", time.time())
-        supervising.clear()  # this one is replaced by hand, 3 s later
+        supervisor.pause()  # this one is replaced by hand, 3 s later
         workers[0].kill()
         time.sleep(3)
         live["worker-1"] = stack.fleet.worker("worker-1b", concurrency=2)
-        supervising.set()
+        supervisor.resume()
         kill.ended = time.time()
         faults.append(kill)
         time.sleep(5)
@@ -256,8 +166,7 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
         outage = Fault("provider 500s", time.time())
         stack.provider.inject("500", count=100000)
         time.sleep(8)
-        with stack.provider._lock:  # end the outage now, whatever is left of the queue
-            stack.provider._injections.clear()
+        end_injected_failures(stack.provider)
         outage.ended = time.time()
         faults.append(outage)
         time.sleep(HEAL_WINDOW + 2)
@@ -276,10 +185,9 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
         return True
 
     wait_until(all_fresh, 30, "every connection fresh (200 and active at the provider)")
-    done.set()
-    supervisor.join(70)
-    successes = _successes([*stack.fleet.procs])
-    heal = {f.name: round(_time_to_heal(f, pks, successes), 1) for f in faults}
+    supervisor.stop(70)
+    successes = refresh_successes(e for proc in stack.fleet.procs for e in proc.logs())
+    heal = {f.name: round(median_next_refresh(f.ended, pks, successes), 1) for f in faults}
     reads = readers.reads
     errors = [r for r in reads if r.status != 200]
     log.info(
@@ -287,7 +195,7 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
         len(reads),
         dict(Counter(r.status for r in errors)),
         heal,
-        restarts,
+        [(role, code) for role, code, _when in supervisor.restarts],
         {k: v for k, v in stack.provider.stats().items() if isinstance(v, int)},
     )
 
@@ -315,6 +223,6 @@ def test_chaos_every_fault_heals_within_seconds_and_nothing_is_stranded(
         assert not row.needs_reauth and not row.refresh_exhausted, row.id
     # No process left dead (the killed worker was replaced; any other exit was a failure exit
     # that the supervisor restarted).
-    assert all(code not in (0, None) for _name, code in restarts), restarts
+    assert supervisor.failure_exits_only(), supervisor.restarts
     stack.fleet.check_alive([api, *live.values()])
     assert api_errors(api) == []

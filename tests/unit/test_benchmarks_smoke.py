@@ -18,6 +18,7 @@ import redis
 from benchmarks.common import PG_BASE_URL, REDIS_BASE_URL, Context
 from benchmarks.early_warning import bench_early_warning
 from benchmarks.freshness import bench_freshness
+from benchmarks.heal import bench_heal, servers_available
 from benchmarks.read_path import bench_read_path
 from benchmarks.refresh_throughput import bench_refresh_throughput
 from benchmarks.report import render
@@ -25,6 +26,7 @@ from benchmarks.run import QUICK
 from benchmarks.scan import bench_scan
 from benchmarks.storm import bench_slow, bench_storm, superseded
 from sqlalchemy import create_engine, text
+from tests.fault_helpers import unavailable
 from tests.support import require_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -163,9 +165,31 @@ def test_early_warning_runs(ctx: Context) -> None:
     assert set(result["modes"]["on"]["failure_triggers"]) <= {"scheduled", "keepalive"}
 
 
-def test_report_renders(tmp_path: Path) -> None:
-    """Renders whatever the tests above produced (sections that did not run say so)."""
-    machine = {
+def test_heal_runs(ctx: Context) -> None:
+    """The fault timeline runs at toy size on private servers: every fault is measured through
+    both APIs, no expired token is served, and every process is alive at the end."""
+    missing = servers_available()
+    if missing is not None:
+        unavailable(missing)
+    result = bench_heal(ctx, QUICK.heal)
+    RESULTS["heal"] = {"result": result, "seconds": 0.0}
+    assert [f["fault"] for f in result["faults"]] == [
+        "worker SIGKILL",
+        "Redis down",
+        "PostgreSQL restart",
+        "provider 500s",
+    ]
+    assert sorted(result["reads_per_api"]) == ["0", "1"]
+    assert result["expired_served"] == 0
+    assert result["samples_db_down"] >= 1  # the sampler saw the PostgreSQL outage
+    for fault in result["faults"]:
+        assert fault["reads_during"] + fault["reads_after"] > 0
+    assert all(result["processes_alive_at_end"].values()), result["processes_alive_at_end"]
+
+
+def _machine() -> dict[str, Any]:
+    """A machine description with every field the report reads."""
+    return {
         "cpu_model": "test",
         "cpu_count": 2,
         "cpu_affinity": 2,
@@ -181,9 +205,13 @@ def test_report_renders(tmp_path: Path) -> None:
         "load_start": (0.0, 0.0, 0.0),
         "load_end": (0.0, 0.0, 0.0),
     }
+
+
+def test_report_renders(tmp_path: Path) -> None:
+    """Renders whatever the tests above produced (sections that did not run say so)."""
     document = render(
         preset=QUICK,
-        machine=machine,
+        machine=_machine(),
         results=dict(RESULTS),
         command="python -m benchmarks.run --quick",
         started_at=dt.datetime.now(dt.UTC),
@@ -198,6 +226,45 @@ def test_report_renders(tmp_path: Path) -> None:
         assert "## 7 ·" in document
     if "early_warning" in RESULTS:
         assert "## 8 ·" in document
+    if "heal" in RESULTS:
+        assert "## 10 ·" in document
+        assert "| 10 | time to heal" in document
+
+
+def test_report_renders_list_connections() -> None:
+    """The list benchmark's result (shape of benchmarks.list_connections) becomes section 9
+    and two summary rows; its table is the benchmark's own rendering."""
+    query = {"p50_ms": 4.0, "p95_ms": 6.0, "page_rows": 100, "requests": 3}
+    result = {
+        "sizes": {"table_sizes": (1_000, 3_000), "requests": 3, "warmup": 1},
+        "results": [
+            {
+                "rows": rows,
+                "insert_s": 0.1,
+                "rss_idle_mb": 90.0,
+                "rss_peak_mb": peak,
+                "queries": {
+                    "limit=100": query,
+                    "limit=100&page=5": query,
+                    "limit=100&integrationId": query,
+                },
+            }
+            for rows, peak in ((1_000, 100.0), (3_000, 104.0))
+        ],
+        "p50_ratio_largest_vs_smallest": 1.0,
+        "rss_ratio_largest_vs_smallest": 1.04,
+    }
+    document = render(
+        preset=QUICK,
+        machine=_machine(),
+        results={"list_connections": {"result": result, "seconds": 0.0}},
+        command="python -m benchmarks.run --quick --only list_connections",
+        started_at=dt.datetime.now(dt.UTC),
+        total_s=1.0,
+    )
+    assert "## 9 ·" in document
+    assert "| `GET /connections?limit=100` | 4.0 |" in document
+    assert document.count("| 9 |") == 2
 
 
 def test_benchmark_provider_rotates_detects_reuse_and_revokes(
