@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from benchmarks.common import Context, http_json, log, median, parse_ts, wait_until
 from benchmarks.data import import_connections, seed_families
-from freshtoken.worker.celery_app import MAX_COUNTDOWN_SECONDS, create_celery
+from freshtoken.worker.celery_app import MAX_COUNTDOWN_SECONDS, REFRESH_TASK, create_celery
 from freshtoken.worker.scan import Job, RefreshScanner
 
 MAKE_DUE_SQL = (
@@ -66,7 +66,7 @@ def bench_refresh_throughput(ctx: Context, sizes: RefreshSizes) -> dict[str, Any
     env = ctx.env(url, provider_rate_limit_per_second=100_000)
     worker = ctx.worker("refresh-worker", env, concurrency=sizes.concurrency, pool=sizes.pool)
     app = create_celery(runtime.settings, runtime)
-    refresh_task = app.freshtoken_tasks["refresh"]
+    refresh_task = app.tasks[REFRESH_TASK]
 
     def enqueue(job: Job) -> None:
         refresh_task.apply_async(

@@ -32,7 +32,6 @@ from freshtoken.logs import configure_logging
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
-from freshtoken.webhooks.tasks import sender_of
 from freshtoken.worker.scan import Job, RefreshScanner
 from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
 from tests.webhook_receiver import WebhookReceiver
@@ -72,8 +71,7 @@ def captured_json_logs() -> Iterator[io.StringIO]:
 
 
 def _service(runtime: Runtime) -> RefreshService:
-    service = runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = runtime.require_refresh_service()
     return service
 
 
@@ -161,8 +159,8 @@ def _run(runtime: Runtime, provider: MockProvider) -> dict[str, int]:
 
     # Auth webhooks recorded by the steps above: the first answer is a 500 (retried, then
     # delivered), the second a 410 (failed, not retried), the rest 200.
-    queue: list[int] = runtime.extras["celery_app"].sent
-    sender = sender_of(runtime)
+    queue: list[int] = runtime.celery_app.sent
+    sender = runtime.webhook_sender()
     for outbox_id in queue:
         sender.deliver(outbox_id)
     time.sleep(0.05)  # past the (tiny) retry wait
@@ -193,7 +191,7 @@ def _scenario() -> tuple[str, tuple[tuple[str, int], ...]]:
             webhook_retry_base_seconds=0.01,
         )
         runtime = make_runtime(settings)
-        runtime.extras["celery_app"] = _Queue()
+        runtime.celery_app = _Queue()
         try:
             with (
                 MockProvider(MockProviderConfig(token_lifetime_seconds=3600)) as provider,

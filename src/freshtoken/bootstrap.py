@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic
 
@@ -70,10 +70,25 @@ def runtime_from_env(*, require_schema: bool = False, **overrides: Any) -> Runti
 
             check_schema(plain_settings(**overrides))
         settings = settings_from_env(**overrides)
+    except (ConfigError, ProviderCatalogError) as exc:
+        _exit_on_config_error(exc)
+    return runtime_from_settings(settings)
+
+
+def runtime_from_settings(settings: Settings) -> Runtime:
+    """The runtime for settings already read (logging configured), or exit with a one-line error.
+
+    A Celery worker process builds its runtime with this from its app's settings.
+    """
+    try:
         return build_runtime(settings)
     except (ConfigError, ProviderCatalogError) as exc:
-        sys.stderr.write(f"freshtoken: configuration error: {exc}\n")
-        raise SystemExit(2) from None
+        _exit_on_config_error(exc)
+
+
+def _exit_on_config_error(exc: Exception) -> NoReturn:
+    sys.stderr.write(f"freshtoken: configuration error: {exc}\n")
+    raise SystemExit(2) from None
 
 
 def asgi_app() -> Any:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -17,6 +17,9 @@ from freshtoken.ops_report import report
 from freshtoken.preflight import CliError as CliErrorLine
 from freshtoken.providers.check import providers as providers_group
 from freshtoken.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def _fail(message: str) -> None:
@@ -318,8 +321,6 @@ def keys_revoke(key_id_or_name: str) -> None:
 @click.argument("connection_id")
 def refresh(provider_config_key: str, connection_id: str) -> None:
     """Force one refresh of a connection and report the outcome (never the token)."""
-    from freshtoken.refresh.service import RefreshService
-
     runtime = runtime_from_env(require_schema=True)
     with runtime.store() as store:
         conn = store.get_connection(provider_config_key, connection_id)
@@ -330,9 +331,7 @@ def refresh(provider_config_key: str, connection_id: str) -> None:
             f"(GET /connections lists them)"
         )
         return
-    service = runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
-    result = service.refresh(pk, trigger="manual", force=True)
+    result = runtime.require_refresh_service().refresh(pk, trigger="manual", force=True)
     report: dict[str, Any] = {
         "connection_id": connection_id,
         "provider_config_key": provider_config_key,
@@ -371,7 +370,7 @@ def _require_redis(role: str, embedded: bool) -> None:
         )
 
 
-def _run_celery(app: Any, argv: list[str]) -> None:
+def _run_celery(app: Celery, argv: list[str]) -> None:
     """Run ``celery ARGV`` for ``app`` and exit with Celery's exit code when it is not 0.
 
     Not ``app.worker_main()``/``app.start()``: they drop the code, so a worker that stopped on an

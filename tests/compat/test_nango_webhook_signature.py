@@ -20,7 +20,6 @@ import pytest
 
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
-from freshtoken.webhooks.tasks import sender_of
 from tests.compat.test_nango_node_sdk import sdk_dir  # noqa: F401  (the npm-installed SDK)
 from tests.support import SECRET_KEY, add_oauth2_connection, make_runtime, make_settings
 from tests.webhook_receiver import WebhookReceiver
@@ -70,7 +69,7 @@ def test_nango_sdk_verifies_the_webhooks_freshtoken_sent(
             clock=FakeClock(dt.datetime.now(dt.UTC)),
         )
         queue = _Queue()
-        runtime.extras["celery_app"] = queue
+        runtime.celery_app = queue
         try:
             pk, _ = add_oauth2_connection(runtime, provider, connection_id="acmé-1")
             with runtime.store() as store:
@@ -80,9 +79,9 @@ def test_nango_sdk_verifies_the_webhooks_freshtoken_sent(
                 conn.end_user = {"id": "u1", "email": "u1@example.com", "tags": {"plan": "pro"}}
             add_oauth2_connection(runtime, provider, connection_id="acmé-1")  # override
             provider.inject("invalid_grant")
-            service = runtime.extras["refresh_service"]
+            service = runtime.require_refresh_service()
             assert service.refresh(pk, trigger="manual", force=True).outcome == "failed"
-            sender = sender_of(runtime)
+            sender = runtime.webhook_sender()
             for outbox_id in queue.sent:
                 sender.deliver(outbox_id)
         finally:

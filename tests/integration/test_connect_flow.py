@@ -571,7 +571,6 @@ def test_a_state_is_claimed_once_under_concurrency(
     """Eight simultaneous callbacks with one state: exactly one exchange, one success."""
     import threading
 
-    from freshtoken.api.routes.oauth import http_client
     from freshtoken.connect import flow
 
     token = new_session(connect_client, module_provider)
@@ -587,7 +586,7 @@ def test_a_state_is_claimed_once_under_concurrency(
     def callback() -> None:
         barrier.wait()
         try:
-            flow.callback(runtime_per_db, query, http_client(runtime_per_db))
+            flow.callback(runtime_per_db, query, runtime_per_db.connect_http_client())
             outcomes.append("ok")
         except flow.FlowError as exc:
             outcomes.append(exc.error_type)

@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from freshtoken import migrate
 from freshtoken.api.app import create_app
-from freshtoken.api.routes.oauth import hub_of
 from freshtoken.mockprovider import MockProvider
 from freshtoken.runtime import Runtime, build_runtime
 from tests.support import AUTH_HEADERS, make_settings, redis_client
@@ -86,5 +85,5 @@ def test_result_frame_crosses_processes(tmp_path: Path) -> None:
             assert frame["message_type"] == "success"
             assert frame["provider_config_key"] == "mock"
     for runtime in runtimes:
-        hub_of(runtime).close()
+        runtime.websocket_hub().close()
         runtime.close()

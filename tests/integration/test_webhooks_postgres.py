@@ -41,7 +41,7 @@ def webhook_pg_runtime(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[Ru
     rt = make_runtime(
         make_settings(tmp_path, database_url=url, webhook_url=receiver.url, db_pool_size=12)
     )
-    rt.extras["celery_app"] = _Queue()
+    rt.celery_app = _Queue()
     yield rt
     rt.close()
     drop_schema(url)
@@ -54,7 +54,7 @@ def test_concurrent_workers_send_each_row_once_and_in_order(
     with MockProvider(MockProviderConfig()) as provider:
         add_oauth2_connection(webhook_pg_runtime, provider, connection_id="acme")
         add_oauth2_connection(webhook_pg_runtime, provider, connection_id="acme")
-    creation, override = webhook_pg_runtime.extras["celery_app"].sent
+    creation, override = webhook_pg_runtime.celery_app.sent
     probe = WebhookSender(
         settings=webhook_pg_runtime.settings,
         session_factory=webhook_pg_runtime.session_factory,

@@ -25,7 +25,6 @@ from freshtoken import logs
 from freshtoken.logs import REDACTED, configure_logging, get_logger
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh.http import ProviderHttp
-from freshtoken.refresh.service import RefreshService
 from freshtoken.store.credentials import iso
 
 _NAMED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "httpx", "httpcore")
@@ -318,8 +317,7 @@ def test_no_secret_reaches_the_logs_or_stdio_in_a_realistic_run(
         rt = make_runtime(settings)
         exploding = ProviderHttp(settings, transport=httpx.MockTransport(_explode))
         try:
-            service = rt.extras["refresh_service"]
-            assert isinstance(service, RefreshService)
+            service = rt.require_refresh_service()
             log = get_logger("tests.leak")
             pks: dict[str, int] = {}
             for name in ("ok", "dead", "flaky", "slow", "orphan", "crash"):

@@ -67,7 +67,7 @@ def _seed(
 
 
 def _refresh(rt: Runtime, pk: int) -> Any:
-    return rt.extras["refresh_service"].refresh(pk, trigger="manual", force=True)
+    return rt.require_refresh_service().refresh(pk, trigger="manual", force=True)
 
 
 def _stored_error(rt: Runtime, pk: int) -> str | None:

@@ -219,9 +219,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.fetch_stamps.close()
         # The async pools opened on this loop close with it.
         await runtime.reader.dispose()
-        provider_http = runtime.extras.get("provider_http")
-        if provider_http is not None:
-            await provider_http.aclose()
+        if runtime.provider_http is not None:
+            await runtime.provider_http.aclose()
 
     app = FastAPI(
         lifespan=lifespan,

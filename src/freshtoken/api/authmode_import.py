@@ -77,7 +77,7 @@ def import_connection_config(creds: Any, connection_config: dict[str, Any] | Non
 
 def mint_on_import(runtime: Runtime, conn: Connection) -> tuple[Connection, dict[str, Any]]:
     """Mint the installation token of a just-imported APP/CUSTOM connection via the core."""
-    service = runtime.extras.get("refresh_service")
+    service = runtime.refresh_service
     if service is None:
         with runtime.store() as store:
             return conn, store.credentials(conn)

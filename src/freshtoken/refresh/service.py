@@ -44,7 +44,6 @@ from freshtoken.logs import get_logger
 from freshtoken.outbound import OutboundPolicy
 from freshtoken.providers.catalog import ProviderCatalog, ProviderSpec
 from freshtoken.refresh import authmodes, policy
-from freshtoken.refresh.filelocks import FileLocks, local_lock_dir
 from freshtoken.refresh.flights import Flight, Flights
 from freshtoken.refresh.grants import (
     PERMANENT,
@@ -60,17 +59,15 @@ from freshtoken.refresh.inflight import (
     InFlightMarks,
     LocalInFlightMarks,
     Mark,
-    RedisInFlightMarks,
     reuse_grace_seconds,
 )
 from freshtoken.refresh.locks import (
     AsyncLease,
     LockProvider,
     LockUnavailableError,
-    RedisLocks,
 )
-from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites, RedisPendingWrites
-from freshtoken.refresh.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from freshtoken.refresh.pending import LocalPendingWrites, PendingWrites
+from freshtoken.refresh.ratelimit import RateLimiter
 from freshtoken.refresh.runner import LoopRunner
 from freshtoken.refresh.seam import RefreshDenied, Refusal
 from freshtoken.settings import Settings
@@ -79,8 +76,6 @@ from freshtoken.store.repository import ConnectionStore, RefreshWrite
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
-
-    from freshtoken.runtime import Runtime
 
 log = get_logger("freshtoken.refresh")
 
@@ -943,41 +938,3 @@ def _outcome_unknown(error: GrantError) -> bool:
         and error.http_status is None
         and error.error_code in ("timeout", "connection_error")
     )
-
-
-def build_http_client(settings: Settings) -> ProviderHttp:
-    """The HTTP client for token endpoints: one overall deadline, capped body, no redirects."""
-    return ProviderHttp(settings)
-
-
-def attach_refresh_service(runtime: Runtime) -> RefreshService:
-    """Build the refresh service for a runtime and install it as the read API's refresher."""
-    http = runtime.extras.get("provider_http") or build_http_client(runtime.settings)
-    runtime.extras["provider_http"] = http
-    # Without Redis: OS file locks, shared by every process on this machine (issue 10).
-    locks: LockProvider = (
-        RedisLocks(runtime.redis)
-        if runtime.redis is not None
-        else FileLocks(local_lock_dir(runtime.settings))
-    )
-    service = RefreshService(
-        settings=runtime.settings,
-        session_factory=runtime.session_factory,
-        cipher=runtime.cipher,
-        catalog=runtime.catalog,
-        clock=runtime.clock,
-        http=http,
-        locks=locks,
-        pending=(
-            RedisPendingWrites(runtime.redis) if runtime.redis is not None else LocalPendingWrites()
-        ),
-        rate_limiter=(
-            RedisRateLimiter(runtime.redis) if runtime.redis is not None else LocalRateLimiter()
-        ),
-        inflight=(
-            RedisInFlightMarks(runtime.redis) if runtime.redis is not None else LocalInFlightMarks()
-        ),
-    )
-    runtime.refresher = service
-    runtime.extras["refresh_service"] = service
-    return service

@@ -7,8 +7,9 @@ target URL (so a URL override set later in the same transaction counts), inside 
 and an ``after_commit`` listener hands the new row ids to the delivery queue. A failed enqueue
 loses nothing: the sweep (:func:`freshtoken.store.outbox.due_heads`) picks up every pending row.
 
-Nothing is installed unless a webhook URL is configured (:func:`attach_webhooks`), so the store
-pays nothing, not even a query, when webhooks are off.
+Nothing is installed unless a webhook URL is configured
+(:func:`freshtoken.runtime.attach_webhooks`), so the store pays nothing, not even a query, when
+webhooks are off.
 """
 
 from __future__ import annotations

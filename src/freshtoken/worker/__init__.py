@@ -1,20 +1,6 @@
-"""Celery worker and beat. ``celery -A freshtoken.worker worker`` works: ``app`` is built lazily
-from the environment on first access, so importing this package has no side effects.
+"""Celery worker and beat: configuration (:mod:`.config`), the app (:mod:`.celery_app`), the tasks
+(:mod:`.tasks`), the proactive scan (:mod:`.scan`) and the embedded all-in-one (:mod:`.embedded`).
+
+``celery -A freshtoken.worker worker`` works: Celery finds the app in :mod:`.celery`, which builds
+it from the environment when Celery imports it; importing this package has no side effects.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("app", "celery"):
-        from freshtoken.bootstrap import settings_from_env
-        from freshtoken.worker.celery_app import create_celery
-
-        app = create_celery(settings_from_env())
-        globals()["app"] = globals()["celery"] = app
-        return app
-    raise AttributeError(name)

@@ -1,7 +1,11 @@
-"""The Celery application: configuration, beat schedule, logging and per-task log context.
+"""The Celery application: built from the settings, with every task registered, plus the logging
+hooks (Celery keeps structlog's configuration; each task's lines carry its id and name).
 
-Tasks are thin (see :mod:`freshtoken.worker.tasks`): they take ids and call the scanner or the
-refresh service held by the process's :class:`~freshtoken.runtime.Runtime`.
+Tasks are thin (see :mod:`freshtoken.worker.tasks` and :mod:`freshtoken.webhooks.tasks`): they
+take ids and call the scanner, the refresh service or the webhook sender held by the process's
+:class:`~freshtoken.runtime.Runtime`. Names, queue, beat schedule and the rest of the
+configuration are in :mod:`freshtoken.worker.config` (re-exported here for the callers that
+import them from this module).
 """
 
 from __future__ import annotations
@@ -9,104 +13,45 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from celery import Celery, signals
+from celery import Task, signals
 
 from freshtoken.runtime import Runtime
 from freshtoken.settings import Settings
+from freshtoken.webhooks import tasks as webhook_tasks
+from freshtoken.worker import tasks as refresh_tasks
+from freshtoken.worker.base import FreshtokenCelery
+from freshtoken.worker.config import (
+    MAX_COUNTDOWN_SECONDS,
+    QUEUE,
+    REFRESH_TASK,
+    SCAN_TASK,
+    SWEEP_TASK,
+    VISIBILITY_TIMEOUT_SECONDS,
+    WEBHOOK_TASK,
+    celery_config,
+)
 
-SCAN_TASK = "freshtoken.scan_due_connections"
-REFRESH_TASK = "freshtoken.refresh_connection"
-QUEUE = "freshtoken"
+__all__ = [
+    "MAX_COUNTDOWN_SECONDS",
+    "QUEUE",
+    "REFRESH_TASK",
+    "SCAN_TASK",
+    "SWEEP_TASK",
+    "VISIBILITY_TIMEOUT_SECONDS",
+    "WEBHOOK_TASK",
+    "FreshtokenCelery",
+    "celery_config",
+    "create_celery",
+]
 
-# Longest countdown the scanner or a retry ever uses; the broker's visibility timeout must exceed
-# it plus the longest task, or Redis redelivers delayed messages in a loop.
-MAX_COUNTDOWN_SECONDS = 1800
-VISIBILITY_TIMEOUT_SECONDS = 3600
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery configuration for these settings."""
-    task_soft_limit = settings.lock_ttl_seconds + 15
-    return {
-        "broker_url": settings.redis_url or "memory://localhost/",
-        "broker_connection_retry_on_startup": True,
-        # A broker outage is waited out, reconnecting with backoff, however long it lasts (the
-        # default gives up after 100 tries and the worker exits); sockets time out instead of
-        # hanging on a frozen Redis.
-        "broker_connection_retry": True,
-        "broker_connection_max_retries": None,
-        "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-            "socket_timeout": 10,
-            "socket_connect_timeout": 5,
-            "health_check_interval": 10,
-        },
-        # A refresh running when the broker goes away finishes and stores its tokens (its
-        # database write does not need the broker); the unacked message is redelivered later and
-        # finds the row fresh (lock + re-read), so nothing is spent twice.
-        "worker_cancel_long_running_tasks_on_connection_loss": False,
-        # Result-less: nothing reads task results, and a result backend is one more thing to fail.
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        # Ack after the task ran, and redeliver if the worker process died mid-task: the refresh
-        # is idempotent (lock + re-read + compare-and-set), so running twice is safe.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": task_soft_limit,
-        "task_time_limit": task_soft_limit + 15,
-        "task_default_queue": QUEUE,
-        "worker_hijack_root_logger": False,
-        "worker_redirect_stdouts": False,
-        "timezone": "UTC",
-        "enable_utc": True,
-        "beat_schedule": {
-            "scan-due-connections": {
-                "task": SCAN_TASK,
-                "schedule": settings.scan_interval_seconds,
-                # A scan that could not start within one interval is superseded by the next.
-                "options": {"expires": settings.scan_interval_seconds},
-            },
-            # Auth webhooks whose enqueue after commit was lost (or whose worker died).
-            "sweep-webhooks": {
-                "task": "freshtoken.sweep_webhooks",
-                "schedule": settings.scan_interval_seconds,
-                "options": {"expires": settings.scan_interval_seconds},
-            },
-        },
-    }
+# Importing these modules declares their (shared) tasks, which Celery then registers on every app
+# built below: the app needs them imported, nothing more.
+_TASK_MODULES = (refresh_tasks, webhook_tasks)
 
 
-def create_celery(settings: Settings, runtime: Runtime | None = None) -> Celery:
-    """Build the Celery app. ``runtime`` is built lazily from the environment when not given."""
-    from freshtoken.worker import tasks
-
-    app = Celery("freshtoken", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    app.freshtoken_settings = settings
-    app.freshtoken_runtime = runtime
-    tasks.register(app)
-    from freshtoken.webhooks import tasks as webhook_tasks
-
-    webhook_tasks.register(app)
-    if runtime is not None:
-        runtime.extras.setdefault("celery_app", app)
-    return app
-
-
-def runtime_of(app: Celery) -> Runtime:
-    """The runtime of this worker process (built on first use, after any fork)."""
-    runtime: Runtime | None = getattr(app, "freshtoken_runtime", None)
-    if runtime is None:
-        from freshtoken.bootstrap import runtime_from_env
-
-        runtime = runtime_from_env()
-        runtime.extras.setdefault("celery_app", app)  # webhooks enqueue through this app
-        app.freshtoken_runtime = runtime
-    return runtime
+def create_celery(settings: Settings, runtime: Runtime | None = None) -> FreshtokenCelery:
+    """Build the Celery app. ``runtime`` is built from ``settings`` on first use when not given."""
+    return FreshtokenCelery(settings, runtime)
 
 
 @signals.setup_logging.connect
@@ -115,7 +60,9 @@ def _keep_our_logging(**_kwargs: Any) -> None:
 
 
 @signals.task_prerun.connect
-def _bind_task_context(task_id: str | None = None, task: Any = None, **_kwargs: Any) -> None:
+def _bind_task_context(
+    task_id: str | None = None, task: Task[Any, Any] | None = None, **_kwargs: Any
+) -> None:
     structlog.contextvars.bind_contextvars(task_id=task_id, task_name=getattr(task, "name", None))
 
 

@@ -9,13 +9,16 @@ tokens come due within the first minute, so proactive refreshes show up in the l
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from freshtoken.demo import DEMO_CONNECTIONS, DEMO_LIFETIME_SECONDS, import_demo_connections
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
-from freshtoken.webhooks import SWEEP_TASK
-from freshtoken.worker.celery_app import SCAN_TASK, create_celery
+from freshtoken.worker.celery_app import create_celery
+from freshtoken.worker.config import QUEUE, SCAN_TASK, SWEEP_TASK
+
+if TYPE_CHECKING:
+    from freshtoken.mockprovider import MockProvider
 
 log = get_logger("freshtoken.dev")
 
@@ -35,7 +38,7 @@ def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Th
         without_gossip=True,
         loglevel=runtime.settings.log_level,
         hostname="embedded@freshtoken",
-        queues=["freshtoken"],
+        queues=[QUEUE],
     )
     worker_thread = threading.Thread(target=worker.start, name="embedded-worker", daemon=True)
     stop = threading.Event()
@@ -51,12 +54,12 @@ def start_embedded(runtime: Runtime, *, demo: bool = False) -> list[threading.Th
         _start_demo(runtime)
     worker_thread.start()
     beat_thread.start()
-    runtime.extras["embedded_stop"] = stop
+    runtime.embedded_stop = stop
     log.info("dev.embedded_started", broker="memory://", worker_pool="threads")
     return [worker_thread, beat_thread]
 
 
-def _demo_connect_flow(runtime: Runtime, provider: Any) -> None:
+def _demo_connect_flow(runtime: Runtime, provider: MockProvider) -> None:
     """One more demo connection, ``demo-connected``, made through the OAuth authorization flow."""
     import httpx
 
@@ -72,14 +75,14 @@ def _demo_connect_flow(runtime: Runtime, provider: Any) -> None:
         log.warning("dev.demo_connect_failed", error_type=exc.error_type)
 
 
-def _start_demo(runtime: Runtime) -> Any:
+def _start_demo(runtime: Runtime) -> MockProvider:
     """Run the mock provider in-process and import demo connections with 2-minute tokens."""
     from freshtoken.mockprovider import MockProvider, MockProviderConfig
 
     provider = MockProvider(
         MockProviderConfig(token_lifetime_seconds=DEMO_LIFETIME_SECONDS), port=0
     ).start()
-    runtime.extras["demo_provider"] = provider
+    runtime.demo_provider = provider
     import_demo_connections(
         runtime,
         lambda: provider.seed(lifetime_seconds=DEMO_LIFETIME_SECONDS),

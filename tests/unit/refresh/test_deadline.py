@@ -161,8 +161,7 @@ def test_trickling_endpoint_is_cut_at_the_deadline_inside_the_lock_ttl(
     try:
         services = []
         for rt in runtimes:
-            service = rt.extras["refresh_service"]
-            assert isinstance(service, RefreshService)
+            service = rt.require_refresh_service()
             service.locks = locks
             services.append(service)
         pk = _add_connection(runtimes[0], endpoint.url, "rt-trickle")

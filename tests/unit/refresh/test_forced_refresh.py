@@ -25,8 +25,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Runtime, MockProvider, RefreshServic
     """A SQLite runtime, a provider answering after 0.5 s, and the refresh service."""
     runtime = make_runtime(make_settings(tmp_path))
     with MockProvider(MockProviderConfig(latency_seconds=0.5)) as provider:
-        service = runtime.extras["refresh_service"]
-        assert isinstance(service, RefreshService)
+        service = runtime.require_refresh_service()
         yield runtime, provider, service
     runtime.close()
 
@@ -110,8 +109,7 @@ def test_forced_read_is_satisfied_by_another_process_refresh_sent_after_it_arriv
     settings = make_settings(tmp_path)
     first, second = make_runtime(settings), make_runtime(settings)
     try:
-        a, b = (rt.extras["refresh_service"] for rt in (first, second))
-        assert isinstance(a, RefreshService) and isinstance(b, RefreshService)
+        a, b = (rt.require_refresh_service() for rt in (first, second))
         b.locks = a.locks
         with MockProvider(MockProviderConfig(latency_seconds=0.5)) as provider:
             pk, _ = add_oauth2_connection(first, provider)

@@ -257,7 +257,7 @@ def _custom_context(
 
     spec = rt.catalog.get("mock-github-app-oauth")
     assert spec is not None
-    service = rt.extras["refresh_service"]
+    service = rt.require_refresh_service()
     return AuthModeContext(
         http=service.http,
         spec=spec,

@@ -46,8 +46,7 @@ def redis_runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 

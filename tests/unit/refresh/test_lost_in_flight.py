@@ -40,8 +40,7 @@ oauth2-grace:
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 
@@ -224,7 +223,7 @@ def test_lost_in_flight_fires_the_auth_failure_webhook(tmp_path: Path) -> None:
         def send_task(self, name: str, args: tuple[int]) -> None:
             """Accept the delivery task (nothing is delivered in this test)."""
 
-    rt.extras["celery_app"] = Queue()
+    rt.celery_app = Queue()
     try:
         with MockProvider(MockProviderConfig()) as provider:
             pk, _ = add_oauth2_connection(rt, provider, expires_in=-1)

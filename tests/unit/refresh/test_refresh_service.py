@@ -41,8 +41,7 @@ LOG_FIELDS = {
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 

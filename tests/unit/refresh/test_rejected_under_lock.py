@@ -39,8 +39,7 @@ def two_processes(tmp_path: Path) -> Iterator[tuple[Runtime, Runtime]]:
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 

@@ -28,15 +28,14 @@ from freshtoken.runtime import Runtime
 from freshtoken.settings import Settings
 from freshtoken.store.models import Connection
 from freshtoken.store.repository import ConnectionStore
-from freshtoken.worker.celery_app import create_celery
+from freshtoken.worker.celery_app import REFRESH_TASK, create_celery
 from freshtoken.worker.scan import Job, RefreshScanner
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 
@@ -173,7 +172,7 @@ def test_row_whose_retries_were_spent_in_an_outage_is_back_within_seconds(
         RefreshScanner(rt, jobs.append).scan()
         (job,) = jobs
         mock_provider.inject("500")
-        task = application.freshtoken_tasks["refresh"]
+        task = application.tasks[REFRESH_TASK]
         result = task.apply(args=(job.connection_pk, job.provider, job.trigger, job.seen_version))
         assert result.get() == "failed"
         row, _ = _read(rt, pk)
@@ -209,7 +208,7 @@ def test_refresh_task_that_meets_a_database_outage_is_retried(
         return original(self, conn_pk)
 
     monkeypatch.setattr(ConnectionStore, "get_connection_by_pk", flaky)
-    task = application.freshtoken_tasks["refresh"]
+    task = application.tasks[REFRESH_TASK]
     with capture_logs() as logs:
         result = task.apply(args=(job.connection_pk, job.provider, job.trigger, job.seen_version))
     assert result.successful(), result.traceback

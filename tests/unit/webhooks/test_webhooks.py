@@ -26,7 +26,6 @@ from freshtoken.runtime import Runtime
 from freshtoken.store.models import WebhookOutbox
 from freshtoken.webhooks.delivery import WebhookSender
 from freshtoken.webhooks.payload import signature_headers
-from freshtoken.webhooks.tasks import sender_of
 
 DELIVERY_FIELDS = {
     "event_id",
@@ -73,7 +72,7 @@ def clock() -> FakeClock:
 def _runtime(tmp_path: Path, clock: FakeClock, **settings: Any) -> tuple[Runtime, FakeCelery]:
     rt = make_runtime(make_settings(tmp_path, **settings), clock=clock)
     celery = FakeCelery()
-    rt.extras["celery_app"] = celery
+    rt.celery_app = celery
     return rt, celery
 
 
@@ -99,13 +98,12 @@ def _rows(rt: Runtime) -> list[WebhookOutbox]:
 
 
 def _service(rt: Runtime) -> RefreshService:
-    service = rt.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = rt.require_refresh_service()
     return service
 
 
 def _deliver_all(rt: Runtime, celery: FakeCelery) -> None:
-    sender = sender_of(rt)
+    sender = rt.webhook_sender()
     for outbox_id in celery.sent:
         sender.deliver(outbox_id)
     celery.sent.clear()
@@ -284,7 +282,7 @@ def test_a_failed_enqueue_is_picked_up_by_the_sweep(
     assert [e["event"] for e in logs if e["event"].startswith("webhook.")] == [
         "webhook.enqueue_failed"
     ]
-    assert sender_of(rt).sweep_once() == [row.id]
+    assert rt.webhook_sender().sweep_once() == [row.id]
 
 
 # -- delivery -------------------------------------------------------------------------------------
@@ -301,7 +299,7 @@ def test_500_twice_then_200_sends_the_same_event_three_times_and_then_nothing(
     receiver.script.extend([500, 500])
     add_oauth2_connection(rt, mock_provider)
     (outbox_id,) = celery.sent
-    sender = sender_of(rt)
+    sender = rt.webhook_sender()
     with capture_logs() as logs:
         first = sender.deliver(outbox_id)
         assert first.retry_in is not None and 0.5 <= first.retry_in <= 1.0
@@ -365,7 +363,7 @@ def test_network_errors_retry_until_the_deadline_then_fail(
     try:
         add_oauth2_connection(rt, mock_provider)
         (outbox_id,) = celery.sent
-        sender = sender_of(rt)
+        sender = rt.webhook_sender()
         waits = []
         while (wait := sender.deliver(outbox_id).retry_in) is not None:
             waits.append(wait)
@@ -387,7 +385,7 @@ def test_rows_of_one_connection_are_delivered_in_order(
     add_oauth2_connection(rt, mock_provider, connection_id="acme")
     add_oauth2_connection(rt, mock_provider, connection_id="acme")
     creation_id, override_id = celery.sent
-    sender = sender_of(rt)
+    sender = rt.webhook_sender()
     result = sender.deliver(override_id)
     # The creation went first and got a 503; the override waits behind it.
     assert [r.json()["operation"] for r in receiver.received()] == ["creation"]
@@ -444,9 +442,9 @@ def test_one_run_sends_at_most_three_rows_and_names_the_next(
     for _ in range(5):
         add_oauth2_connection(rt, mock_provider, connection_id="acme")
     ids = list(celery.sent)
-    first = sender_of(rt).deliver(ids[0])
+    first = rt.webhook_sender().deliver(ids[0])
     assert first.attempts == 3 and first.continue_with == ids[3]
-    second = sender_of(rt).deliver(ids[3])
+    second = rt.webhook_sender().deliver(ids[3])
     assert second.attempts == 2 and second.continue_with is None
     got = [r.event_id for r in receiver.received()]
     assert got == [r.event_id for r in _rows(rt)]
@@ -486,7 +484,7 @@ def test_a_claim_left_by_a_dead_worker_expires_and_the_sweep_sends_the_row(
     rt, celery = env
     add_oauth2_connection(rt, mock_provider)
     (outbox_id,) = celery.sent
-    sender = sender_of(rt)
+    sender = rt.webhook_sender()
     assert isinstance(sender._claim(outbox_id), WebhookOutbox)  # ...and the worker dies here
     assert sender.sweep_once() == []
     assert sender.deliver(outbox_id).attempts == 0
@@ -533,7 +531,7 @@ def test_an_endless_answer_is_read_only_up_to_the_bound(
         add_oauth2_connection(rt, mock_provider)
         started = time.monotonic()
         with capture_logs() as logs:
-            sender_of(rt).deliver(celery.sent[0])
+            rt.webhook_sender().deliver(celery.sent[0])
         elapsed = time.monotonic() - started
         (line,) = [e for e in logs if e["event"] == "webhook.delivery"]
         assert (line["outcome"], line["http_status"]) == ("delivered", 200)

@@ -15,7 +15,6 @@ from tests.support import add_fake_connections, add_oauth2_connection, make_runt
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
 from freshtoken.refresh import policy
-from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
 from freshtoken.worker.scan import Job, RefreshScanner, ScanReport
@@ -143,8 +142,7 @@ def test_rows_that_cannot_be_refreshed_are_never_scanned(
     with MockProvider(MockProviderConfig()) as provider:
         reauth, _ = add_oauth2_connection(scan_runtime, provider, expires_in=600)
         provider.inject("invalid_grant")
-        service = scan_runtime.extras["refresh_service"]
-        assert isinstance(service, RefreshService)
+        service = scan_runtime.require_refresh_service()
         assert service.refresh(reauth, trigger="scheduled").outcome == "failed"
     exhausted = add(scan_runtime, expires_in=600, connection_id="exhausted")
     with scan_runtime.store() as store:

@@ -27,7 +27,6 @@ from tests.support import add_oauth2_connection, make_runtime, make_settings
 
 from freshtoken.clock import FakeClock
 from freshtoken.mockprovider import MockProvider, MockProviderConfig
-from freshtoken.refresh.service import RefreshService
 from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
 from freshtoken.worker import tasks
@@ -139,7 +138,7 @@ def _claim(rt: Runtime, pk: int) -> Job:
 
 def _run(application: Celery, job: Job) -> Any:
     """Run the refresh task body for ``job`` in this thread (retries re-run at once)."""
-    task = application.freshtoken_tasks["refresh"]
+    task = application.tasks[REFRESH_TASK]
     result = task.apply(args=(job.connection_pk, job.provider, job.trigger, job.seen_version))
     assert result.successful(), result.traceback
     return result.get()
@@ -245,8 +244,7 @@ def test_scheduled_task_skips_a_row_refreshed_since_the_claim(
     """A scheduled task whose row was refreshed meanwhile does not call the provider again."""
     pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
     job = _claim(refresh_runtime, pk)
-    service = refresh_runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = refresh_runtime.require_refresh_service()
     assert service.refresh(pk, trigger="on_read").outcome == "success"
 
     assert _run(celery_app, job) == "skipped_fresh"
@@ -316,8 +314,7 @@ def test_a_short_rate_limit_wait_is_slept_in_the_task(
     pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
     job = _claim(refresh_runtime, pk)
     limiter = ScriptedLimiter(0.05)
-    service = refresh_runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = refresh_runtime.require_refresh_service()
     service.rate_limiter = limiter
 
     assert _run(celery_app, job) == "success"
@@ -331,8 +328,7 @@ def test_a_long_rate_limit_wait_defers_the_task_and_extends_the_claim(
     the scan off the row; nothing is recorded as a provider failure."""
     pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
     job = _claim(refresh_runtime, pk)
-    service = refresh_runtime.extras["refresh_service"]
-    assert isinstance(service, RefreshService)
+    service = refresh_runtime.require_refresh_service()
     service.rate_limiter = ScriptedLimiter(5.0)
     before = dt.datetime.now(dt.UTC)
 
@@ -365,8 +361,7 @@ def test_rate_limit_slot_is_taken_next_to_the_provider_call(tmp_path: Path) -> N
             application = create_celery(rt.settings, rt)
             first, _ = add_oauth2_connection(rt, mock, expires_in=600)
             second, _ = add_oauth2_connection(rt, mock, expires_in=600)
-            service = rt.extras["refresh_service"]
-            assert isinstance(service, RefreshService)
+            service = rt.require_refresh_service()
             held = service.locks.acquire(f"refresh:{first}", 10, 0)
             assert held is not None
             jobs: list[Job] = []

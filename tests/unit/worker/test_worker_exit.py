@@ -6,11 +6,12 @@ bug during a Redis outage exited 0, which an on-failure restart policy leaves de
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
+from celery import Celery, _state
 from celery.bin.celery import celery as celery_command
 from click.testing import CliRunner
 from tests.support import ENCRYPTION_KEY, SECRET_KEY, make_runtime, make_settings
@@ -50,6 +51,23 @@ def test_worker_and_beat_exit_with_celerys_code(
     assert celery_command.params[0].default is None  # handed back
 
 
+@pytest.fixture
+def celery_process_state() -> Iterator[None]:
+    """Undo what running a worker in this process leaves behind for the tests after it.
+
+    A worker marks the process as one (``result.get()`` then refuses to block, which the tests
+    that run a task with ``Task.apply`` rely on) and makes its app the current and default one.
+    """
+    blocks = _state._task_join_will_block
+    default = _state.default_app
+    current = getattr(_state._tls, "current_app", None)
+    yield
+    _state._set_task_join_will_block(blocks)
+    _state.set_default_app(default)
+    _state._tls.current_app = current
+
+
+@pytest.mark.usefixtures("celery_process_state")
 def test_a_real_unrecoverable_error_exits_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

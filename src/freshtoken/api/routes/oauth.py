@@ -13,7 +13,6 @@ import urllib.parse
 import uuid
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Request, WebSocket
 from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +26,6 @@ from freshtoken.api.routes.connect import require_session
 from freshtoken.api.schemas import PROVIDER_CONFIG_KEY_PATTERN, StrictModel
 from freshtoken.api.serialize import JSONBytesResponse
 from freshtoken.connect import direct, flow, pages, sessions
-from freshtoken.connect.ws import WebSocketHub
 from freshtoken.logs import get_logger
 from freshtoken.runtime import Runtime
 
@@ -40,39 +38,6 @@ _SCALARS = frozenset(
     {"connect_session_token", "ws_client_id", "connection_id", "user_scope", "public_key", "hmac"}
 )
 _KEY = re.compile(PROVIDER_CONFIG_KEY_PATTERN)
-
-
-def hub_of(runtime: Runtime) -> WebSocketHub:
-    """This process's WebSocket hub (one per runtime)."""
-    hub = runtime.extras.get("ws_hub")
-    if hub is None:
-        hub = runtime.extras["ws_hub"] = WebSocketHub(runtime.redis)
-    assert isinstance(hub, WebSocketHub)
-    return hub
-
-
-def http_client(runtime: Runtime) -> httpx.Client:
-    """The connect flow's token-endpoint client (built on first use, closed with the runtime).
-
-    The flow runs in a worker thread, so it takes a sync client; the code exchange still goes
-    through :func:`freshtoken.refresh.grants.send`, which applies the outbound policy, refuses
-    redirects and caps the answer within the provider deadline, as for refreshes.
-    """
-    client = runtime.extras.get("http_client")
-    if client is None:
-        s = runtime.settings
-        client = runtime.extras["http_client"] = httpx.Client(
-            timeout=httpx.Timeout(
-                connect=s.http_connect_timeout,
-                read=s.http_read_timeout,
-                write=s.http_read_timeout,
-                pool=s.http_connect_timeout,
-            ),
-            follow_redirects=False,
-            headers={"User-Agent": "freshtoken"},
-        )
-    assert isinstance(client, httpx.Client)
-    return client
 
 
 def parse_start_query(
@@ -145,7 +110,7 @@ async def oauth_connect(providerConfigKey: str, request: Request, runtime: Runti
     await run_in_threadpool(authorize)
     try:
         started = await run_in_threadpool(
-            flow.start, runtime, holder[0], start, http_client(runtime)
+            flow.start, runtime, holder[0], start, runtime.connect_http_client()
         )
     except flow.FlowError as exc:
         return await _fail(runtime, exc)
@@ -172,7 +137,7 @@ async def _fail(runtime: Runtime, exc: flow.FlowError) -> Response:
         provider_config_key=exc.provider_config_key or None,
         error_type=exc.error_type,
     )
-    await hub_of(runtime).error(
+    await runtime.websocket_hub().error(
         exc.ws_client_id,
         exc.provider_config_key,
         exc.connection_id,
@@ -187,7 +152,9 @@ async def oauth_callback(request: Request, runtime: RuntimeDep) -> Response:
     """Finish a flow: exchange the code, store the connection, tell the frontend, close the page."""
     query = dict(request.query_params.items())
     try:
-        finished = await run_in_threadpool(flow.callback, runtime, query, http_client(runtime))
+        finished = await run_in_threadpool(
+            flow.callback, runtime, query, runtime.connect_http_client()
+        )
     except flow.FlowError as exc:
         if not exc.ws_client_id and exc.error_type == "state_err":
             # A state this server does not know: end the flows this browser has pending (its
@@ -199,7 +166,7 @@ async def oauth_callback(request: Request, runtime: RuntimeDep) -> Response:
             ]
             aborted = await run_in_threadpool(flow.abort_flows_of_cookies, runtime, cookie_states)
             for row in aborted:
-                await hub_of(runtime).error(
+                await runtime.websocket_hub().error(
                     row.ws_client_id,
                     row.provider_config_key,
                     row.connection_id,
@@ -208,7 +175,7 @@ async def oauth_callback(request: Request, runtime: RuntimeDep) -> Response:
                 )
         response = await _fail(runtime, exc)
     else:
-        await hub_of(runtime).success(
+        await runtime.websocket_hub().success(
             finished.ws_client_id, finished.provider_config_key, finished.connection_id
         )
         response = pages.callback_page()
@@ -221,7 +188,7 @@ async def oauth_callback(request: Request, runtime: RuntimeDep) -> Response:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """The frontend's result channel (mounted at ``/``)."""
     runtime: Runtime = websocket.app.state.runtime
-    await hub_of(runtime).serve(websocket)
+    await runtime.websocket_hub().serve(websocket)
 
 
 @router.get("/connect", response_class=HTMLResponse, include_in_schema=False)
@@ -369,6 +336,6 @@ async def client_credentials_auth(
 ) -> Response:
     """Create a client-credentials connection: the grant runs first, nothing stored on failure."""
     build = direct.client_credentials_builder(
-        runtime, http_client(runtime), body.client_id, body.client_secret
+        runtime, runtime.connect_http_client(), body.client_id, body.client_secret
     )
     return await _direct(providerConfigKey, request, runtime, "OAUTH2_CC", build)

@@ -18,7 +18,6 @@ from freshtoken.api.read_gate import refused_manual
 from freshtoken.api.schemas import CONNECTION_ID_PATTERN, ProviderConfigKeyQuery
 from freshtoken.api.serialize import JSONBytesResponse
 from freshtoken.refresh.policy import is_refreshable
-from freshtoken.refresh.service import RefreshService
 
 router = APIRouter(route_class=AuthedRoute, tags=["connections"])
 
@@ -63,8 +62,8 @@ async def refresh_connection(
             "credentials can.",
         )
     pk = conn.id
-    service = runtime.extras.get("refresh_service")
-    if not isinstance(service, RefreshService):
+    service = runtime.refresh_service
+    if service is None:
         raise ApiError(503, "refresh_unavailable", "The refresh engine is not running.")
     result = await service.arefresh(pk, trigger="manual", force=True)
     shown = result.connection or conn

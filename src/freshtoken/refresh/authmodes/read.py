@@ -24,7 +24,7 @@ def with_fresh_app_jwt(
     and stored-write traffic on every flagged read would only contend with refreshes. A key that
     cannot sign leaves the credentials as they are.
     """
-    service = runtime.extras.get("refresh_service")
+    service = runtime.refresh_service
     spec = runtime.catalog.get(conn.provider)
     if service is None or spec is None or conn.credentials_type not in APP_TYPES:
         return credentials
