@@ -19,7 +19,7 @@ from freshtoken.runtime import Runtime
 from freshtoken.store.models import Connection
 from freshtoken.worker.scan import Job, RefreshScanner, ScanReport
 
-CLAIM_TTL = 60  # the default lease: about one task's worst case (lock wait + lock TTL)
+CLAIM_TTL = 15  # the default lease: a task's wait in the queue
 
 
 @pytest.fixture
