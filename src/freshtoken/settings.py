@@ -75,10 +75,11 @@ class Settings(BaseSettings):
     scan_batch_size: int = 500
     refresh_lead_seconds: int = 1200  # default lead: min(20 min, half the token lifetime)
     keepalive_hours: float = 24.0
-    # The scan's claim covers a task's wait in the queue: a task lost with a worker or the broker
-    # (never started) gives its row back to the scan within seconds. A task that starts renews
-    # the lease to its own worst case (task_lease_seconds). Raise it if tasks routinely wait
-    # longer in the queue (the scan would enqueue a second task, which finds the row fresh).
+    # The scan's claim covers a task's wait in the queue and its usual run: a task lost with a
+    # worker or the broker (never started, or killed) gives its row back to the scan within
+    # seconds. A task that outlives it (a slow provider, a long queue) can be enqueued once more
+    # by the next scan; that second task waits for the lock and finds the row fresh. Raise it
+    # if tasks routinely wait longer in the queue.
     claim_ttl_seconds: int = 15
     # After a transient failure the scan takes the row back after 2, 4, 8 ... seconds, at most
     # this long, and before the token expires (the task's own retries run first).
@@ -159,12 +160,6 @@ class Settings(BaseSettings):
         if self.provider_deadline_seconds is not None:
             return self.provider_deadline_seconds
         return self.http_connect_timeout + self.http_read_timeout
-
-    @property
-    def task_lease_seconds(self) -> float:
-        """How long a running refresh task holds its row: its worst case (lock wait + lock TTL)
-        and a margin for the write."""
-        return self.lock_wait_seconds + self.lock_ttl_seconds + 5.0
 
     @property
     def lock_safety_margin(self) -> float:

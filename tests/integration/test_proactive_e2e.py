@@ -503,6 +503,7 @@ def test_mass_expiry_holds_the_provider_rate_limit(make_stack: StackFactory) -> 
     started_at = {
         e["connection_pk"]: parse_timestamp(e["timestamp"]).timestamp() - e["duration_ms"] / 1000
         for e in events
+        if e["outcome"] == "success"
     }
     # Where the provider sees it: arrivals at the token endpoint. The sustained rate holds; the
     # 1 s peak is reported with the grant-to-call delay that explains any excess (the slot is
@@ -529,8 +530,14 @@ def test_mass_expiry_holds_the_provider_rate_limit(make_stack: StackFactory) -> 
     )
     assert granted_peak <= RATE + 1, granted_peak
     assert (MASS - 1) / span <= RATE * 1.01
-    assert outcomes(events) == {"success": MASS}
-    assert min(e["seconds_to_expiry"] for e in events) > 0
+    # Every connection refreshed once. A connection whose task waited in a worker's queue past
+    # its claim (seconds, so a lost task's row comes back fast) can be enqueued once more by
+    # the next scan; that second task finds the row fresh and stops before the provider
+    # (skipped_fresh: no rate slot, no provider call, the refresh token was sent once above).
+    counted = outcomes(events)
+    assert counted["success"] == MASS
+    assert set(counted) <= {"success", "skipped_fresh"}, counted
+    assert min(e["seconds_to_expiry"] for e in events if e["outcome"] == "success") > 0
     # Both workers shared the load, so the limit held across processes, not inside one.
     assert all(len(refresh_events(w)) > MASS // 10 for w in workers)
     for row in stack.rows():

@@ -122,6 +122,15 @@ def plan_next_refresh(
     return due
 
 
+def refresh_rate(spec: ProviderSpec | None, settings: Settings) -> float:
+    """Refreshes per second allowed for one provider across all workers (the catalog entry's
+    ``refresh_rate_limit_per_second``, else the settings' default)."""
+    override = spec.raw.get("refresh_rate_limit_per_second") if spec is not None else None
+    if isinstance(override, int | float) and override > 0:
+        return float(override)
+    return settings.provider_rate_limit_per_second
+
+
 def is_expired(conn: Connection, now: dt.datetime) -> bool:
     """True when the stored token's expiry has passed (unknown expiry counts as not expired)."""
     return conn.expires_at is not None and conn.expires_at <= now

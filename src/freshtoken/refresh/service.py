@@ -674,11 +674,7 @@ class RefreshService:
 
     def rate_for(self, provider: str, spec: ProviderSpec | None = None) -> float:
         """Refreshes per second allowed for one provider across all workers."""
-        spec = spec or self.catalog.get(provider)
-        override = spec.raw.get("refresh_rate_limit_per_second") if spec is not None else None
-        if isinstance(override, int | float) and override > 0:
-            return float(override)
-        return self.settings.provider_rate_limit_per_second
+        return policy.refresh_rate(spec or self.catalog.get(provider), self.settings)
 
     async def _await_rate_slot(
         self, attempt: _Attempt, provider: str, spec: ProviderSpec | None

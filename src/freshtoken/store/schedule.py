@@ -126,30 +126,6 @@ def extend_claim(
     )
 
 
-def lease_running_task(
-    session: Session, connection_pk: int, until: dt.datetime, now: dt.datetime
-) -> bool:
-    """A refresh task has started: stretch its row's claim to ``until`` (the task's worst case).
-
-    The scan's claim only covers the wait in the queue, so a task lost with a worker or the
-    broker gives its row back within seconds; a task that runs renews the lease here. Only a row
-    still claimed is leased: a row someone else refreshed meanwhile had its claim cleared by that
-    write and keeps the schedule the write planned (the task will find it fresh). Returns whether
-    the row was leased.
-    """
-    due = next_refresh_at(_leased(until), None, now)
-    result = session.execute(
-        update(Connection)
-        .where(
-            Connection.id == connection_pk,
-            Connection.next_refresh_at.is_not(None),
-            Connection.refresh_claimed_until.is_not(None),
-        )
-        .values(next_refresh_at=due, refresh_claimed_until=until)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
 def _leased(until: dt.datetime) -> Connection:
     # A transient row holding only the claim: rule 1 decides whatever else the row holds, so the
     # scan's and the retry's leases need no read of the row (and the session's objects keep the

@@ -71,6 +71,7 @@ class RefreshScanner:
         self.enqueue = enqueue
         self.rng = rng or random.Random()
         self.max_pages = max_pages
+        self._queued: dict[str, int] = {}
 
     def scan(self) -> ScanReport:
         """One pass: page through due rows until none are left (or the page budget is spent)."""
@@ -78,6 +79,8 @@ class RefreshScanner:
         started = clock.monotonic()
         report = ScanReport()
         batch = self.runtime.settings.scan_batch_size
+        # Jobs claimed per provider in this pass: the provider's rate limit queues them.
+        self._queued = {}
         while report.pages < self.max_pages:
             jobs, due, overdue = self._claim_page(batch)
             report.pages += 1
@@ -121,7 +124,14 @@ class RefreshScanner:
         jobs: list[Job] = []
 
         def lease_of(row: Connection) -> dt.datetime:
-            job = self._plan_job(row, now)
+            # A provider's rate limit lets its k-th job of this pass start no sooner than
+            # k / rate seconds from now (2,000 rows at 25/s take 80 s): planned so, the jobs
+            # reach the workers at the rate they can run, instead of all at once and then
+            # waiting in the queue (holding worker processes) past their claims.
+            ahead = self._queued.get(row.provider, 0)
+            self._queued[row.provider] = ahead + 1
+            rate = policy.refresh_rate(runtime.catalog.get(row.provider), settings)
+            job = self._plan_job(row, now, earliest=ahead / rate)
             jobs.append(job)
             return now + dt.timedelta(seconds=job.countdown + settings.claim_ttl_seconds)
 
@@ -132,8 +142,9 @@ class RefreshScanner:
         )
         return jobs, len(claims), overdue
 
-    def _plan_job(self, row: Connection, now: dt.datetime) -> Job:
-        """Trigger and countdown: spread a burst over the time left before reads would refresh."""
+    def _plan_job(self, row: Connection, now: dt.datetime, earliest: float = 0.0) -> Job:
+        """Trigger and countdown: spread a burst over the time left before reads would refresh,
+        and no sooner than ``earliest`` (the provider's rate limit)."""
         settings = self.runtime.settings
         spec = self.runtime.catalog.get(row.provider)
         lead = policy.refresh_lead(row, spec, settings)
@@ -149,4 +160,4 @@ class RefreshScanner:
                 # Land before the read margin starts, so no read has to wait on the provider.
                 trigger, window = "scheduled", max(0.0, (left - margin - _SAFETY_SECONDS) * 0.8)
         countdown = self.rng.uniform(0, min(window, 1800.0)) if window > 0 else 0.0
-        return Job(row.id, row.provider, trigger, round(countdown, 3), row.version)
+        return Job(row.id, row.provider, trigger, round(max(countdown, earliest), 3), row.version)

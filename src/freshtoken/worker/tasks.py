@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from freshtoken.db.engine import session_scope
 from freshtoken.logs import get_logger
-from freshtoken.store.schedule import extend_claim, lease_running_task
+from freshtoken.store.schedule import extend_claim
 from freshtoken.worker.base import RuntimeTask
 from freshtoken.worker.config import MAX_COUNTDOWN_SECONDS, REFRESH_TASK, SCAN_TASK
 from freshtoken.worker.scan import Job, RefreshScanner
@@ -71,7 +71,6 @@ def refresh_connection(
     service = runtime.require_refresh_service()
     retries = int(self.request.retries or 0)
     try:
-        _lease_running(runtime, connection_pk)
         result = service.refresh(
             connection_pk,
             trigger=trigger,
@@ -114,14 +113,6 @@ def refresh_connection(
         return result.outcome
     _extend_claim(runtime, connection_pk, countdown)
     raise self.retry(countdown=countdown, max_retries=runtime.settings.task_max_retries)
-
-
-def _lease_running(runtime: Any, connection_pk: int) -> None:
-    """Renew the row's claim for this task's worst case (the scan's claim covers the queue)."""
-    now = runtime.clock.now()
-    until = now + dt.timedelta(seconds=runtime.settings.task_lease_seconds)
-    with session_scope(runtime.session_factory) as session:
-        lease_running_task(session, connection_pk, until, now)
 
 
 def _extend_claim(runtime: Any, connection_pk: int, seconds: float) -> None:

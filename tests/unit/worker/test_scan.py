@@ -331,3 +331,19 @@ def test_the_page_budget_leaves_the_rest_to_the_next_scan(make_rt: Callable[...,
 
     assert len(first_jobs) == 21 and first.pages == 3
     assert sorted(j.connection_pk for j in first_jobs + second_jobs) == sorted(pks)
+
+
+def test_a_long_queue_is_planned_at_the_providers_rate_limit(
+    make_rt: Callable[..., Runtime],
+) -> None:
+    """Rows claimed in one pass reach the workers no faster than the provider's rate limit: the
+    k-th row of a provider starts no sooner than k / rate seconds, and its claim covers that."""
+    rt = make_rt(provider_rate_limit_per_second=2.0)
+    pks = [add(rt, expires_in=None) for _ in range(6)]  # due now, no jitter
+    _, jobs = scan(rt)
+    assert sorted(j.connection_pk for j in jobs) == sorted(pks)
+    assert [j.countdown for j in jobs] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    now = rt.clock.now()
+    for job in jobs:
+        lease = row(rt, job.connection_pk).refresh_claimed_until
+        assert lease == now + dt.timedelta(seconds=job.countdown + CLAIM_TTL)

@@ -480,34 +480,6 @@ def test_embedded_worker_retries_a_transient_failure(tmp_path: Path) -> None:
     assert result["successes"] == 1
 
 
-def test_a_started_task_renews_a_claimed_rows_lease_and_leaves_a_refreshed_row_alone(
-    refresh_runtime: Runtime, mock_provider: MockProvider
-) -> None:
-    """The scan's claim covers the queue; a task that starts stretches it to its worst case,
-    but only while the row is still claimed (a row refreshed meanwhile keeps its plan)."""
-    from freshtoken.db.engine import session_scope
-    from freshtoken.store.schedule import lease_running_task
-
-    pk, _ = add_oauth2_connection(refresh_runtime, mock_provider, expires_in=600)
-    _claim(refresh_runtime, pk)
-    now = refresh_runtime.clock.now()
-    claimed = _row(refresh_runtime, pk).refresh_claimed_until
-    assert claimed is not None
-    assert (claimed - now).total_seconds() <= refresh_runtime.settings.claim_ttl_seconds + 1
-    until = now + dt.timedelta(seconds=refresh_runtime.settings.task_lease_seconds)
-    with session_scope(refresh_runtime.session_factory) as session:
-        assert lease_running_task(session, pk, until, now)
-    leased = _row(refresh_runtime, pk)
-    assert (leased.refresh_claimed_until, leased.next_refresh_at) == (until, until)
-
-    refresh_runtime.require_refresh_service().refresh(pk, trigger="scheduled")
-    planned = _row(refresh_runtime, pk)
-    assert planned.refresh_claimed_until is None and planned.next_refresh_at is not None
-    with session_scope(refresh_runtime.session_factory) as session:
-        assert not lease_running_task(session, pk, until, now)
-    assert _row(refresh_runtime, pk).next_refresh_at == planned.next_refresh_at
-
-
 def test_a_duplicate_task_of_a_refreshed_row_leaves_its_schedule_as_planned(
     refresh_runtime: Runtime, mock_provider: MockProvider, celery_app: Celery
 ) -> None:
